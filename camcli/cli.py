@@ -1,0 +1,183 @@
+"""Command line: ``camcli explain``, ``camcli layers``, ``camcli models``. The only click importer."""
+
+from __future__ import annotations
+
+import platform
+import sys
+from pathlib import Path
+from typing import Optional
+
+import click
+
+from . import __version__
+from .errors import CamcliError
+from .report import EXIT_USAGE
+
+MODEL_HELP = "timm model name (or timm:NAME), or a torchvision model as tv:NAME."
+
+
+class CliError(click.ClickException):
+    """A CamcliError as the user sees it: one sentence, exit code 2, no traceback."""
+
+    exit_code = EXIT_USAGE
+
+
+def _model_options(fn):
+    """Options shared by every command that loads a model."""
+    for option in reversed([
+        click.option("--model", "-m", "model_name", default="tf_efficientnet_lite0", show_default=True, help=MODEL_HELP),
+        click.option("--weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="Local weights: a .pth/.pt state dict (or a checkpoint with 'state_dict'/'model'), or .safetensors."),
+        click.option("--num-classes", type=click.IntRange(min=1), help="Classifier outputs, for custom heads."),
+        click.option("--labels", "labels_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="Class names, one per line, in class-index order."),
+        click.option("--random-weights", is_flag=True, help="Use untrained random weights (never chosen silently)."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+def _load(model_name, weights, num_classes, labels_file, random_weights):
+    from .models import load_model
+
+    return load_model(model_name, weights=weights, num_classes=num_classes, labels_file=labels_file,
+                      random_weights=random_weights)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="camcli")
+def cli() -> None:
+    """Explain image classifiers with Grad-CAM, for whole folders of images."""
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@_model_options
+@click.option("--layer", help="Target layer name (default: the last layer with a spatial 4-D output). See 'camcli layers'.")
+@click.option("--top-k", type=click.IntRange(min=0), default=None, help="Explain the K most likely classes.  [default: 3, or 0 with --class]")
+@click.option("--class", "class_specs", multiple=True, help="Explain this class (index or label name); repeatable.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("camcli-out"),
+              show_default=True, help="Output folder.")
+@click.option("--colormap", type=click.Choice(["jet", "hot", "gray"]), default="jet", show_default=True)
+@click.option("--alpha", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True, help="Heatmap opacity in overlays.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary on stderr.")
+def explain(inputs, model_name, weights, num_classes, labels_file, random_weights, layer, top_k, class_specs,
+            device, batch_size, out_dir, colormap, alpha, quiet) -> None:
+    """Write Grad-CAM explanations for every image in INPUTS (files or folders)."""
+    try:
+        code = _explain(**locals())
+    except CamcliError as exc:
+        raise CliError(str(exc)) from exc
+    sys.exit(code)
+
+
+def _explain(inputs, model_name, weights, num_classes, labels_file, random_weights, layer, top_k, class_specs,
+             device, batch_size, out_dir, colormap, alpha, quiet) -> int:
+    import timm
+    import torch
+    import torchvision
+    from tqdm import tqdm
+
+    from .discover import discover
+    from .layers import resolve_layer
+    from .pipeline import EngineOptions, explain as run_pipeline, resolve_device
+    from .report import Report
+    from .targets import Targets, resolve_class
+    from .writer import RunContext, write
+
+    items = discover(list(inputs))
+    torch_device = resolve_device(device)
+    loaded = _load(model_name, weights, num_classes, labels_file, random_weights)
+    classes = tuple(dict.fromkeys(resolve_class(c, loaded.labels) for c in class_specs))
+    k = (0 if classes else 3) if top_k is None else top_k
+    if not classes and k == 0:
+        raise CamcliError("Nothing to explain: --top-k 0 and no --class. Pass --top-k K or --class C.")
+    targets = Targets(classes, min(k, loaded.num_classes))
+    target = resolve_layer(loaded.model, loaded.data.input_size, layer)
+    loaded.model.to(torch_device)
+
+    data = loaded.data
+    model_info = {
+        "name": str(loaded.ref), "weights": loaded.weights, "target_layer": target.name,
+        "input_size": list(data.input_size), "num_classes": loaded.num_classes,
+    }
+    preprocess_info = {
+        "resize": data.resize if isinstance(data.resize, int) else list(data.resize),
+        "resize_rule": "shorter side" if isinstance(data.resize, int) else "exact (height, width)",
+        "interpolation": data.interpolation, "center_crop": list(data.input_size),
+        "mean": list(data.mean), "std": list(data.std),
+    }
+    run_info = {
+        "camcli": __version__, "python": platform.python_version(), "torch": torch.__version__,
+        "torchvision": torchvision.__version__, "timm": timm.__version__,
+        "model": model_info, "device": str(torch_device),
+        "options": {
+            "inputs": [str(p) for p in inputs], "classes": list(classes), "top_k": targets.top_k,
+            "batch_size": batch_size, "colormap": colormap, "alpha": alpha, "out": str(out_dir),
+        },
+    }
+    ctx = RunContext(model=model_info, preprocess=preprocess_info, colormap=colormap, alpha=alpha)
+    options = EngineOptions(layer=target.name, targets=targets, device=torch_device, batch_size=batch_size)
+    try:
+        report = Report(out_dir, run_info)
+    except OSError as exc:
+        raise CamcliError(f"Cannot write to output folder '{out_dir}': {exc.strerror or exc}. Pass a writable --out DIR.") from exc
+    with tqdm(total=len(items), unit="img", file=sys.stderr, disable=quiet, desc="explain") as bar:
+        for outcome in run_pipeline(loaded, items, options):
+            item = outcome.prepared.item if hasattr(outcome, "prepared") else outcome.item
+            doc = write(out_dir, outcome, ctx)
+            report.add(item.rel.as_posix(), doc)
+            bar.update(1)
+    summary = report.close()
+    if not quiet:
+        counts = summary["counts"]
+        click.echo(f"{counts['total']} images: {counts['ok']} ok, {counts['failed']} failed. Outputs in {out_dir}/", err=True)
+        for failure in summary["failures"]:
+            click.echo(f"  failed: {failure['path']}: {failure['error']}", err=True)
+    return report.exit_code
+
+
+@cli.command()
+@click.argument("model_name", default="tf_efficientnet_lite0", metavar="[MODEL]")
+@click.option("--num-classes", type=click.IntRange(min=1), help="Classifier outputs, for custom heads.")
+@click.option("--all", "show_all", is_flag=True, help="List every module with a tensor output, not only spatial 4-D ones.")
+def layers(model_name: str, num_classes: Optional[int], show_all: bool) -> None:
+    """List candidate target layers of MODEL with their output shapes for a 1×3×H×W input.
+
+    Shapes do not depend on weights, so the model is built with random weights.
+    """
+    from .layers import probe_layers
+
+    try:
+        loaded = _load(model_name, None, num_classes, None, True)
+        found = probe_layers(loaded.model, loaded.data.input_size)
+    except CamcliError as exc:
+        raise CliError(str(exc)) from exc
+    spatial = [info for info in found if info.spatial]
+    default = spatial[-1].name if spatial else None
+    h, w = loaded.data.input_size
+    click.echo(f"{loaded.ref}: output shapes for a 1×3×{h}×{w} input (default target marked *)")
+    for info in found if show_all else spatial:
+        mark = "*" if info.name == default else " "
+        click.echo(f"{mark} {info.name:<40} {info.kind:<24} {'×'.join(map(str, info.shape))}")
+
+
+@cli.command()
+@click.argument("pattern", default="*")
+@click.option("--source", type=click.Choice(["timm", "tv"]), default="timm", show_default=True)
+def models(pattern: str, source: str) -> None:
+    """List model names matching a glob PATTERN (e.g. 'resnet*')."""
+    from .models import list_model_names
+
+    names = list_model_names(source, pattern)
+    prefix = "tv:" if source == "tv" else ""
+    for name in names:
+        click.echo(prefix + name)
+    if not names:
+        raise CliError(f"No {source} model matches '{pattern}'. Try a wider pattern such as '*{pattern.strip('*')}*'.")
+
+
+def main() -> None:
+    cli(prog_name="camcli")

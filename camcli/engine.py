@@ -1,0 +1,116 @@
+"""Grad-CAM for k classes of a whole batch from one forward pass.
+
+The target layer's output is detached and re-enters the network as a leaf that requires grad;
+the forward below it runs under ``no_grad`` (no graph, no saved activations) and the graph
+starts at that leaf. Gradients of the k selected logits are taken with ``torch.autograd.grad``
+with respect to that leaf only: parameters' ``.grad`` are never touched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import LayerError
+
+ClassChooser = Callable[[torch.Tensor], torch.Tensor]  # logits B×C → class indices B×K
+
+
+@dataclass(frozen=True)
+class CamBatch:
+    """Everything the engine computed for one batch, on the model's device."""
+
+    logits: torch.Tensor  # B×C, float32
+    classes: torch.Tensor  # B×K, long
+    activations: torch.Tensor  # B×C'×h×w, the target layer's output A
+    weights: torch.Tensor  # B×K×C', α^c_k: spatially averaged ∂y^c/∂A^k
+
+    def cam(self, sign: float = 1.0) -> torch.Tensor:
+        """B×K×h×w ReLU(Σ_k α_k A^k); ``sign=-1`` gives the counterfactual map."""
+        return F.relu(torch.einsum("bkc,bchw->bkhw", sign * self.weights, self.activations))
+
+
+class GradCam:
+    """Hooks ``layer`` of ``model`` for the lifetime of a ``with`` block.
+
+    On exit the hook is removed and every module's train/eval mode restored, also after an
+    exception, so the caller's model is left as it was.
+    """
+
+    def __init__(self, model: nn.Module, layer: str) -> None:
+        modules = dict(model.named_modules())
+        if layer not in modules:
+            raise LayerError(f"No layer named '{layer}'. See 'camcli layers MODEL'.")
+        self.model = model
+        self.layer = layer
+        self._module = modules[layer]
+        self._handle: Optional[torch.utils.hooks.RemovableHandle] = None
+        self._modes: dict[nn.Module, bool] = {}
+        self._activation: Optional[torch.Tensor] = None
+
+    def __enter__(self) -> "GradCam":
+        self._modes = {m: m.training for m in self.model.modules()}
+        self.model.eval()
+        self._handle = self._module.register_forward_hook(self._capture)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            if self._handle is not None:
+                self._handle.remove()
+        finally:
+            self._handle = None
+            self._activation = None
+            for module, mode in self._modes.items():
+                module.training = mode
+
+    def _capture(self, module: nn.Module, args: object, output: torch.Tensor) -> torch.Tensor:
+        if self._activation is not None:
+            raise LayerError(f"Layer '{self.layer}' runs more than once per forward pass; pick a layer that runs once.")
+        if not isinstance(output, torch.Tensor) or output.dim() != 4:
+            raise LayerError(f"Layer '{self.layer}' does not output a B×C×H×W tensor.")
+        torch.set_grad_enabled(True)  # the graph starts here; restored when the no_grad block exits
+        self._activation = output.detach().float().requires_grad_(True)
+        # A copy goes on, so in-place ops downstream (e.g. F.relu(..., inplace=True)) leave A intact.
+        return self._activation.to(output.dtype).clone()
+
+    def __call__(self, x: torch.Tensor, choose: ClassChooser) -> CamBatch:
+        """Forward ``x`` once and return α for the classes ``choose`` picks from the logits."""
+        if self._handle is None:
+            raise RuntimeError("GradCam must be used inside a 'with' block")
+        self._activation = None
+        try:
+            with torch.no_grad():
+                logits = self.model(x)
+            activation = self._activation
+            if activation is None:
+                raise LayerError(f"Layer '{self.layer}' was not run by the model's forward pass.")
+            logits = logits.float()
+            classes = choose(logits.detach())
+            selected = logits.gather(1, classes)
+            k = classes.shape[1]
+            grads = [
+                torch.autograd.grad(selected[:, j].sum(), activation, retain_graph=j < k - 1)[0].mean(dim=(2, 3))
+                for j in range(k)
+            ]
+        finally:
+            self._activation = None
+        return CamBatch(logits.detach(), classes, activation.detach(), torch.stack(grads, dim=1))
+
+
+def normalize_and_upsample(cams: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Upsample each h×w map bilinearly to ``size`` (H, W), then min-max scale it to [0, 1].
+
+    Scaling after upsampling makes the peak exactly 1 at input resolution. A constant map
+    (no evidence anywhere) becomes all zeros.
+    """
+    shape = cams.shape
+    up = F.interpolate(cams.reshape(-1, 1, *shape[-2:]), size=size, mode="bilinear", align_corners=False)
+    up = up.reshape(*shape[:-2], *size)
+    lo = up.amin(dim=(-2, -1), keepdim=True)
+    span = up.amax(dim=(-2, -1), keepdim=True) - lo
+    return torch.where(span > 0, (up - lo) / span.clamp_min(torch.finfo(up.dtype).tiny), torch.zeros_like(up))

@@ -1,0 +1,116 @@
+"""Decode an image and cut the model input from it exactly as the model's eval transform does.
+
+The resize / center-crop arithmetic mirrors torchvision's ``Resize`` and ``CenterCrop`` on PIL
+images (which timm's and torchvision's eval transforms use), and also returns the geometry so
+maps can be placed back on the original image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from .errors import ImageError
+from .models import DataConfig
+from .records import Failure, Geometry, ImageItem, Prepared, SourceInfo
+
+_RESAMPLE = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+    "box": Image.Resampling.BOX,
+    "hamming": Image.Resampling.HAMMING,
+}
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def decode(path: Path) -> tuple[Image.Image, str]:
+    """Open an image as RGB the way a viewer shows it (EXIF orientation applied).
+
+    Returns the image and its original mode.
+    """
+    try:
+        with Image.open(path) as img:
+            mode = img.mode
+            img = ImageOps.exif_transpose(img)
+            rgb = _to_rgb(img)
+            rgb.load()
+    except FileNotFoundError as exc:
+        raise ImageError(f"File not found: {path}") from exc
+    except PermissionError as exc:
+        raise ImageError(f"Permission denied reading {path}") from exc
+    except Image.UnidentifiedImageError as exc:
+        raise ImageError(f"Not a readable image (format not recognised): {path}") from exc
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageError(f"Corrupt or truncated image {path}: {exc}") from exc
+    return rgb, mode
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode == "RGB":
+        return img.copy()
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # Scale 16/32-bit integer grayscale to 8 bits instead of clipping it.
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1.0)
+        return Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)).convert("RGB")
+    return img.convert("RGB")
+
+
+def resized_size(width: int, height: int, resize: tuple[int, int] | int) -> tuple[int, int]:
+    """(width, height) after torchvision's Resize: an int sets the shorter side."""
+    if isinstance(resize, tuple):
+        return resize[1], resize[0]
+    if width <= height:
+        return resize, int(resize * height / width)
+    return int(resize * width / height), resize
+
+
+def geometry_for(width: int, height: int, data: DataConfig) -> tuple[Geometry, tuple[int, int, int, int]]:
+    """The geometry, and the crop box in resized-image pixels (may extend past it: zero padding)."""
+    rw, rh = resized_size(width, height, data.resize)
+    ch, cw = data.input_size
+    left = int(round((rw - cw) / 2.0))
+    top = int(round((rh - ch) / 2.0))
+    sx, sy = rw / width, rh / height
+    crop_box = (left / sx, top / sy, (left + cw) / sx, (top + ch) / sy)
+    return Geometry(width, height, (rw, rh), crop_box, (ch, cw)), (left, top, left + cw, top + ch)
+
+
+def to_input(rgb: Image.Image, data: DataConfig) -> tuple[torch.Tensor, Geometry]:
+    """Resize, center-crop and normalize one RGB image into a 3×H×W float tensor."""
+    geometry, box = geometry_for(rgb.width, rgb.height, data)
+    resample = _RESAMPLE.get(data.interpolation, Image.Resampling.BILINEAR)
+    cropped = rgb.resize(geometry.resized, resample).crop(box)
+    arr = np.asarray(cropped, dtype=np.float32) / 255.0
+    arr = (arr - np.asarray(data.mean, np.float32)) / np.asarray(data.std, np.float32)
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))), geometry
+
+
+def prepare(item: ImageItem, data: DataConfig) -> Prepared | Failure:
+    """Decode and preprocess one item; an unusable file becomes a Failure, never an exception."""
+    try:
+        digest = sha256_of(item.path)
+    except OSError as exc:
+        reason = "Permission denied" if isinstance(exc, PermissionError) else (exc.strerror or str(exc))
+        return Failure(item, "ImageError", f"Cannot read {item.path}: {reason}")
+    source = SourceInfo(str(item.path), digest)
+    try:
+        rgb, mode = decode(item.path)
+        tensor, geometry = to_input(rgb, data)
+    except ImageError as exc:
+        return Failure(item, "ImageError", str(exc), source)
+    source = SourceInfo(str(item.path), digest, rgb.width, rgb.height, mode)
+    return Prepared(item=item, source=source, image=rgb, tensor=tensor, geometry=geometry)

@@ -1,0 +1,105 @@
+"""Frozen records passed between the pipeline stages (discover → preprocess → engine → write)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Optional
+
+import torch
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class ImageItem:
+    """One input file, and where its outputs go relative to the output folder."""
+
+    path: Path
+    rel: PurePosixPath
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What the input file was, recorded so a result can be traced to exact bytes."""
+
+    path: str
+    sha256: str
+    width: Optional[int] = None
+    height: Optional[int] = None
+    mode: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """How the model input was cut from the original (EXIF-oriented) image.
+
+    The model saw the region ``crop_box`` of the original image (float pixel coordinates,
+    x0, y0, x1, y1), resampled to ``input_size`` (height, width). Any part of the original
+    outside that box was never seen.
+    """
+
+    width: int
+    height: int
+    resized: tuple[int, int]  # (width, height) after the resize step
+    crop_box: tuple[float, float, float, float]
+    input_size: tuple[int, int]
+
+    def input_to_original(self, x: float, y: float) -> tuple[float, float]:
+        """Map a point in model-input pixel coordinates to original-image coordinates."""
+        x0, y0, x1, y1 = self.crop_box
+        h, w = self.input_size
+        return x0 + x * (x1 - x0) / w, y0 + y * (y1 - y0) / h
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A decoded image ready for the model."""
+
+    item: ImageItem
+    source: SourceInfo
+    image: Image.Image  # RGB, EXIF-oriented: what an image viewer shows
+    tensor: torch.Tensor  # 3×H×W, normalized
+    geometry: Geometry
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An input that could not be explained, and why."""
+
+    item: ImageItem
+    error_type: str
+    message: str
+    source: Optional[SourceInfo] = None
+
+
+@dataclass(frozen=True)
+class Prediction:
+    class_index: int
+    label: str
+    logit: float
+    probability: float
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """One (method, class) map for one image. Tensors may live on the model's device."""
+
+    method: str
+    class_index: int
+    label: str
+    rank: Optional[int]  # position in the top-k, None for a user-chosen class
+    logit: float
+    probability: float
+    raw_map: torch.Tensor  # h×w at feature resolution, unnormalized
+    input_map: torch.Tensor  # H×W at model input resolution, in [0, 1]
+    bbox: Optional[tuple[int, int, int, int]]  # original-image pixels
+    peak: tuple[int, int]  # original-image pixels
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """Everything computed for one image, ready to be rendered and written."""
+
+    prepared: Prepared
+    predictions: tuple[Prediction, ...]
+    explanations: tuple[Explanation, ...]

@@ -1,0 +1,68 @@
+"""Run-level accounting: summary.jsonl as images finish, run.json at the end, the exit code."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from .writer import JSON_NAME, atomic_write
+
+EXIT_OK = 0
+EXIT_SOME_FAILED = 1
+EXIT_USAGE = 2
+
+
+class Report:
+    """Counts outcomes, appends one summary line per image, and owns the exit code."""
+
+    def __init__(self, out_root: Path, run_info: dict[str, Any]) -> None:
+        self.out_root = out_root
+        self.run_info = run_info
+        self.ok = 0
+        self.failed: list[dict[str, str]] = []
+        self.started = time.time()
+        out_root.mkdir(parents=True, exist_ok=True)
+        self._summary = open(out_root / "summary.jsonl", "w", encoding="utf-8")
+
+    def add(self, rel: str, doc: dict[str, Any]) -> dict[str, Any]:
+        """Record one image's explanation.json document; returns its summary line."""
+        top: Optional[dict[str, Any]] = None
+        if doc["predictions"]:
+            best = doc["predictions"][0]
+            top = {k: best[k] for k in ("class_index", "label", "probability")}
+        line = {
+            "path": doc["source"]["path"] if doc["source"] else rel,
+            "status": doc["status"],
+            "top1": top,
+            "json": f"{rel}/{JSON_NAME}",
+            "error": doc["error"]["message"] if doc["error"] else None,
+        }
+        if doc["status"] == "ok":
+            self.ok += 1
+        else:
+            self.failed.append({"path": line["path"], "error": line["error"]})
+        self._summary.write(json.dumps(line, ensure_ascii=False) + "\n")
+        self._summary.flush()
+        return line
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_SOME_FAILED if self.failed else EXIT_OK
+
+    def close(self, status: str = "complete") -> dict[str, Any]:
+        """Write run.json; returns it."""
+        self._summary.close()
+        finished = time.time()
+        doc = {
+            **self.run_info,
+            "status": status,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started)),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(finished)),
+            "seconds": round(finished - self.started, 3),
+            "counts": {"ok": self.ok, "failed": len(self.failed), "total": self.ok + len(self.failed)},
+            "failures": self.failed,
+        }
+        atomic_write(self.out_root / "run.json", (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+        return doc
