@@ -133,7 +133,7 @@ def _explain(inputs, model_name, weights, num_classes, labels_file, random_weigh
     summary = report.close()
     if not quiet:
         counts = summary["counts"]
-        click.echo(f"{counts['total']} images: {counts['ok']} ok, {counts['failed']} failed. Outputs in {out_dir}/", err=True)
+        click.echo(f"{counts['total']} image{'' if counts['total'] == 1 else 's'}: {counts['ok']} ok, {counts['failed']} failed. Outputs in {out_dir}/", err=True)
         for failure in summary["failures"]:
             click.echo(f"  failed: {failure['path']}: {failure['error']}", err=True)
     return report.exit_code

@@ -1,0 +1,5 @@
+"""python -m camcli"""
+
+from .cli import main
+
+main()

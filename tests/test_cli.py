@@ -1,0 +1,158 @@
+"""The CLI end to end on the sample images with the bundled real weights."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from camcli.cli import cli
+
+# Hand-marked points on chelsea.png (451×300): both eyes and the nose.
+CAT_POINTS = [(165, 110), (320, 125), (255, 230)]
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def sample_run(tmp_path_factory, samples):
+    out = tmp_path_factory.mktemp("out")
+    result = run("explain", str(samples), "--out", str(out), "--quiet")
+    return result, out
+
+
+def load(out: Path, rel: str) -> dict:
+    return json.loads((out / rel / "explanation.json").read_text())
+
+
+def test_sample_run_succeeds(sample_run, samples):
+    result, out = sample_run
+    assert result.exit_code == 0, result.output
+    images = sorted(p.name for p in samples.iterdir() if p.suffix in (".png", ".jpg"))
+    assert sorted(p.parent.name for p in out.glob("*/explanation.json")) == images
+    lines = [json.loads(line) for line in (out / "summary.jsonl").read_text().splitlines()]
+    assert [Path(line["path"]).name for line in lines] == images
+    assert all(line["status"] == "ok" and (out / line["json"]).is_file() for line in lines)
+    run_doc = json.loads((out / "run.json").read_text())
+    assert run_doc["counts"] == {"ok": len(images), "failed": 0, "total": len(images)}
+    assert run_doc["model"]["weights"].startswith("bundled:") and run_doc["status"] == "complete"
+
+
+def test_cat_is_found_and_boxed(sample_run):
+    _, out = sample_run
+    doc = load(out, "chelsea.png")
+    assert 281 <= doc["predictions"][0]["class_index"] <= 285
+    top = next(e for e in doc["explanations"] if e["rank"] == 1)
+    x0, y0, x1, y1 = top["bbox"]
+    for x, y in CAT_POINTS:
+        assert x0 <= x < x1 and y0 <= y < y1
+    assert x0 <= top["peak"][0] < x1 and y0 <= top["peak"][1] < y1
+
+
+def test_espresso(sample_run):
+    _, out = sample_run
+    assert load(out, "coffee.png")["predictions"][0]["class_index"] == 967
+
+
+def test_json_and_files_are_as_documented(sample_run):
+    _, out = sample_run
+    doc = load(out, "chelsea.png")
+    assert doc["schema_version"] == 1 and doc["status"] == "ok" and doc["error"] is None
+    assert doc["source"]["width"] == 451 and doc["source"]["height"] == 300 and len(doc["source"]["sha256"]) == 64
+    assert doc["model"] == {"name": "tf_efficientnet_lite0", "weights": doc["model"]["weights"],
+                            "target_layer": "bn2", "input_size": [224, 224], "num_classes": 1000}
+    assert len(doc["preprocess"]["crop_box"]) == 4
+    assert len(doc["predictions"]) == 5
+    probs = [p["probability"] for p in doc["predictions"]]
+    assert probs == sorted(probs, reverse=True)
+    assert [e["rank"] for e in doc["explanations"]] == [1, 2, 3]
+    for exp in doc["explanations"]:
+        assert exp["method"] == "gradcam"
+        raw = np.load(out / "chelsea.png" / exp["files"]["raw_map"])
+        full = np.load(out / "chelsea.png" / exp["files"]["map"])
+        assert raw.dtype == np.float32 and raw.shape == (7, 7) and raw.min() >= 0
+        assert full.dtype == np.float32 and full.shape == (300, 451)
+        assert full.min() >= 0 and full.max() <= 1 and full.max() > 0.95
+        with Image.open(out / "chelsea.png" / exp["files"]["overlay"]) as overlay:
+            assert overlay.size == (451, 300)
+    # the model never saw the left and right margins of the 3:2 photo: map 0, overlay dimmed
+    full = np.load(out / "chelsea.png" / doc["explanations"][0]["files"]["map"])
+    assert full[:, :90].max() == 0 and full[:, 360:].max() == 0
+    original = np.asarray(Image.open(Path(doc["source"]["path"])).convert("RGB"), np.float32)
+    overlay = np.asarray(Image.open(out / "chelsea.png" / doc["explanations"][0]["files"]["overlay"]), np.float32)
+    assert overlay[:, :80].mean() < 0.5 * original[:, :80].mean()
+
+
+def test_bad_file_fails_alone(sample_copy, tmp_path):
+    (sample_copy / "broken.jpg").write_text("this is not a jpeg")
+    out = tmp_path / "out"
+    result = run("explain", str(sample_copy), "--out", str(out), "--top-k", "1")
+    assert result.exit_code == 1
+    bad = load(out, "broken.jpg")
+    assert bad["status"] == "error" and bad["error"]["type"] == "ImageError"
+    assert "not a readable image" in bad["error"]["message"].lower()
+    assert load(out, "coffee.png")["status"] == "ok"
+    run_doc = json.loads((out / "run.json").read_text())
+    assert run_doc["counts"]["failed"] == 1 and run_doc["failures"][0]["path"].endswith("broken.jpg")
+
+
+def test_classes_by_name_and_index(sample_copy, tmp_path):
+    out = tmp_path / "out"
+    result = run("explain", str(sample_copy / "coffee.png"), "--out", str(out), "-q",
+                 "--class", "ESPRESSO", "--class", "504", "--top-k", "2")
+    assert result.exit_code == 0, result.output
+    exps = load(out, "coffee.png")["explanations"]
+    assert [(e["class_index"], e["rank"]) for e in exps] == [(967, None), (504, None), (968, 2)]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--model", "resnet_18"], "Did you mean"),
+    (["--model", "resnet18"], "--weights"),
+    (["--class", "espreso"], "'espresso'"),
+    (["--layer", "bn_2"], "bn2"),
+    (["--top-k", "0"], "Nothing to explain"),
+    (["--device", "cuda:7"], "--device cpu"),
+])
+def test_usage_errors_exit_2_with_advice(args, message, sample_copy, tmp_path):
+    if "cuda:7" in args:
+        import torch
+        if torch.cuda.device_count() > 7:
+            pytest.skip("machine has 8+ GPUs")
+    result = CliRunner().invoke(cli, ["explain", str(sample_copy), "--out", str(tmp_path / "o"), *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_missing_input_exits_2(tmp_path):
+    result = CliRunner().invoke(cli, ["explain", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_layers_and_models_commands():
+    result = run("layers")
+    assert result.exit_code == 0
+    assert any(line.startswith("* bn2") and "1×1280×7×7" in line for line in result.output.splitlines())
+    result = run("layers", "tv:resnet18")
+    assert "* layer4 " in result.output
+    result = run("models", "resnet1*")
+    assert "resnet18" in result.output.split()
+    assert run("models", "--source", "tv", "vgg1?").output.split()[0].startswith("tv:vgg1")
+
+
+def test_console_script(tmp_path, samples):
+    exe = Path(sys.executable).with_name("camcli")
+    command = [str(exe)] if exe.exists() else [shutil.which("camcli") or "camcli"]
+    done = subprocess.run([*command, "explain", str(samples / "coffee.png"), "--out", str(tmp_path / "o"), "--top-k", "1"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""  # progress and summary go to stderr
+    assert "1 image: 1 ok" in done.stderr
