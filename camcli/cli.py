@@ -56,6 +56,8 @@ def cli() -> None:
 @click.option("--layer", help="Target layer name (default: the last layer with a spatial 4-D output). See 'camcli layers'.")
 @click.option("--top-k", type=click.IntRange(min=0), default=None, help="Explain the K most likely classes.  [default: 3, or 0 with --class]")
 @click.option("--class", "class_specs", multiple=True, help="Explain this class (index or label name); repeatable.")
+@click.option("--method", "method_specs", multiple=True, metavar="LIST",
+              help="gradcam (default), counterfactual, guided-backprop, guided-gradcam; comma-separated, repeatable.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("camcli-out"),
@@ -64,7 +66,7 @@ def cli() -> None:
 @click.option("--alpha", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True, help="Heatmap opacity in overlays.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary on stderr.")
 def explain(inputs, model_name, weights, num_classes, labels_file, random_weights, layer, top_k, class_specs,
-            device, batch_size, out_dir, colormap, alpha, quiet) -> None:
+            method_specs, device, batch_size, out_dir, colormap, alpha, quiet) -> None:
     """Write Grad-CAM explanations for every image in INPUTS (files or folders)."""
     try:
         code = _explain(**locals())
@@ -74,7 +76,7 @@ def explain(inputs, model_name, weights, num_classes, labels_file, random_weight
 
 
 def _explain(inputs, model_name, weights, num_classes, labels_file, random_weights, layer, top_k, class_specs,
-             device, batch_size, out_dir, colormap, alpha, quiet) -> int:
+             method_specs, device, batch_size, out_dir, colormap, alpha, quiet) -> int:
     import timm
     import torch
     import torchvision
@@ -82,11 +84,13 @@ def _explain(inputs, model_name, weights, num_classes, labels_file, random_weigh
 
     from .discover import discover
     from .layers import resolve_layer
+    from .methods import parse_methods
     from .pipeline import EngineOptions, explain as run_pipeline, resolve_device
     from .report import Report
     from .targets import Targets, resolve_class
     from .writer import RunContext, write
 
+    chosen_methods = parse_methods(method_specs)
     items = discover(list(inputs))
     torch_device = resolve_device(device)
     loaded = _load(model_name, weights, num_classes, labels_file, random_weights)
@@ -114,12 +118,13 @@ def _explain(inputs, model_name, weights, num_classes, labels_file, random_weigh
         "torchvision": torchvision.__version__, "timm": timm.__version__,
         "model": model_info, "device": str(torch_device),
         "options": {
-            "inputs": [str(p) for p in inputs], "classes": list(classes), "top_k": targets.top_k,
+            "inputs": [str(p) for p in inputs], "methods": list(chosen_methods), "classes": list(classes), "top_k": targets.top_k,
             "batch_size": batch_size, "colormap": colormap, "alpha": alpha, "out": str(out_dir),
         },
     }
     ctx = RunContext(model=model_info, preprocess=preprocess_info, colormap=colormap, alpha=alpha)
-    options = EngineOptions(layer=target.name, targets=targets, device=torch_device, batch_size=batch_size)
+    options = EngineOptions(layer=target.name, targets=targets, device=torch_device, batch_size=batch_size,
+                            methods=chosen_methods)
     try:
         report = Report(out_dir, run_info)
     except OSError as exc:

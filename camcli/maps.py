@@ -92,13 +92,19 @@ def box_on_original(box: tuple[int, int, int, int], geometry: Geometry) -> tuple
     )
 
 
-def localize(input_map: np.ndarray, geometry: Geometry) -> tuple[Optional[tuple[int, int, int, int]], tuple[int, int]]:
-    """The paper's box (15% of max, largest segment) and the peak, in original-image pixels."""
+def peak(input_map: np.ndarray, geometry: Geometry) -> Optional[tuple[int, int]]:
+    """The map's maximum, in original-image pixels; None for an all-zero map."""
+    if float(input_map.max()) <= 0:
+        return None
     y, x = np.unravel_index(int(np.argmax(input_map)), input_map.shape)
     px, py = geometry.input_to_original(x + 0.5, y + 0.5)
-    peak = (int(min(max(px, 0), geometry.width - 1)), int(min(max(py, 0), geometry.height - 1)))
+    return int(min(max(px, 0), geometry.width - 1)), int(min(max(py, 0), geometry.height - 1))
+
+
+def box(input_map: np.ndarray, geometry: Geometry) -> Optional[tuple[int, int, int, int]]:
+    """The paper's box: 15% of the max, largest segment, in original-image pixels."""
     top = float(input_map.max())
     if top <= 0:
-        return None, peak
-    box = largest_segment(input_map >= BOX_THRESHOLD * top)
-    return (box_on_original(box, geometry) if box else None), peak
+        return None
+    found = largest_segment(input_map >= BOX_THRESHOLD * top)
+    return box_on_original(found, geometry) if found else None

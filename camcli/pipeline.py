@@ -11,9 +11,9 @@ from typing import Iterable, Iterator, Sequence, Union
 
 import torch
 
-from . import maps
+from . import maps, methods
 from .errors import CamcliError
-from .engine import GradCam, normalize_and_upsample
+from .engine import GradCam
 from .models import LoadedModel
 from .preprocess import prepare
 from .records import Explanation, Failure, ImageItem, ImageResult, Prediction, Prepared
@@ -29,6 +29,7 @@ class EngineOptions:
     targets: Targets
     device: torch.device
     batch_size: int = 8
+    methods: tuple[str, ...] = ("gradcam",)
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -61,7 +62,7 @@ def batches(items: Iterable[ImageItem], size: int) -> Iterator[list[ImageItem]]:
 
 def explain(loaded: LoadedModel, items: Sequence[ImageItem], options: EngineOptions) -> Iterator[Outcome]:
     """Yield one outcome per item, in input order. ``loaded.model`` must already be on the device."""
-    with GradCam(loaded.model, options.layer) as cam:
+    with GradCam(loaded.model, options.layer, guided=methods.needs_guided(options.methods)) as cam:
         for chunk in batches(items, options.batch_size):
             prepared = [prepare(item, loaded.data) for item in chunk]
             good = [p for p in prepared if isinstance(p, Prepared)]
@@ -73,13 +74,12 @@ def explain(loaded: LoadedModel, items: Sequence[ImageItem], options: EngineOpti
 def _explain_batch(cam: GradCam, loaded: LoadedModel, batch: list[Prepared], options: EngineOptions) -> list[ImageResult]:
     x = torch.stack([p.tensor for p in batch]).to(options.device, non_blocking=True)
     out = cam(x, options.targets.choose)
-    raw = out.cam()
-    input_maps = normalize_and_upsample(raw, loaded.data.input_size)
+    computed = {m: methods.compute(out, m, loaded.data.input_size) for m in options.methods}
     probs = out.logits.softmax(dim=1)
     top = probs.topk(min(TOP_PREDICTIONS, probs.shape[1]), dim=1).indices
-    # One transfer per batch for the small things read on the CPU.
+    # One transfer per batch for what localization reads on the CPU.
     logits_c, probs_c, top_c, classes_c = (t.cpu() for t in (out.logits, probs, top, out.classes))
-    maps_c = input_maps.cpu().numpy()
+    located = {m: _locator_maps(m, raw, display).cpu().numpy() for m, (raw, display) in computed.items()}
     results = []
     for b, p in enumerate(batch):
         predictions = tuple(
@@ -90,11 +90,19 @@ def _explain_batch(cam: GradCam, loaded: LoadedModel, batch: list[Prepared], opt
             if c in done:
                 continue
             done.add(c)
-            box, peak = maps.localize(maps_c[b, j], p.geometry)
-            explanations.append(Explanation(
-                method="gradcam", class_index=c, label=loaded.labels[c], rank=options.targets.rank(j),
-                logit=float(logits_c[b, c]), probability=float(probs_c[b, c]),
-                raw_map=raw[b, j], input_map=input_maps[b, j], bbox=box, peak=peak,
-            ))
+            for method, (raw, display) in computed.items():
+                where = located[method][b, j]
+                explanations.append(Explanation(
+                    method=method, class_index=c, label=loaded.labels[c], rank=options.targets.rank(j),
+                    logit=float(logits_c[b, c]), probability=float(probs_c[b, c]),
+                    raw_map=raw[b, j], input_map=display[b, j],
+                    bbox=maps.box(where, p.geometry) if method in methods.CAM_METHODS else None,
+                    peak=maps.peak(where, p.geometry),
+                ))
         results.append(ImageResult(p, predictions, tuple(explanations)))
     return results
+
+
+def _locator_maps(method: str, raw: torch.Tensor, display: torch.Tensor) -> torch.Tensor:
+    """B×K×H×W maps to find the box and peak in: the CAM itself, or the guided gradient's magnitude."""
+    return display if method in methods.CAM_METHODS else raw.abs().sum(dim=2)

@@ -90,10 +90,10 @@ class Explanation:
     rank: Optional[int]  # position in the top-k, None for a user-chosen class
     logit: float
     probability: float
-    raw_map: torch.Tensor  # h×w at feature resolution, unnormalized
-    input_map: torch.Tensor  # H×W at model input resolution, in [0, 1]
-    bbox: Optional[tuple[int, int, int, int]]  # original-image pixels
-    peak: tuple[int, int]  # original-image pixels
+    raw_map: torch.Tensor  # CAMs: h×w at feature resolution; guided: 3×H×W; unnormalized
+    input_map: torch.Tensor  # CAMs: H×W in [0, 1]; guided: 3×H×W RGB in [0, 1]
+    bbox: Optional[tuple[int, int, int, int]]  # original-image pixels; None if no box applies
+    peak: Optional[tuple[int, int]]  # original-image pixels; None for an all-zero map
 
 
 @dataclass(frozen=True)

@@ -53,3 +53,8 @@ def overlay(
         width = max(1, round(min(image.size) / 200))
         ImageDraw.Draw(result).rectangle((box[0], box[1], box[2] - 1, box[3] - 1), outline=BOX_COLOR, width=width)
     return result
+
+
+def rgb_image(values: np.ndarray) -> Image.Image:
+    """height×width×3 floats in [0, 1] → an RGB image."""
+    return Image.fromarray((np.clip(values, 0.0, 1.0) * 255 + 0.5).astype(np.uint8))

@@ -106,15 +106,22 @@ def _write_result(folder: Path, result: ImageResult, ctx: RunContext) -> dict[st
         for p in result.predictions
     ]
     seen = maps.seen_mask(geometry)
-    stacked = [e.input_map for e in result.explanations]
-    heats = maps.to_original(torch.stack(stacked), geometry).cpu().numpy() if stacked else []
-    for exp, heat in zip(result.explanations, heats, strict=True):
+    cams = [e for e in result.explanations if e.input_map.dim() == 2]
+    heats = iter(maps.to_original(torch.stack([e.input_map for e in cams]), geometry).cpu().numpy() if cams else [])
+    for exp in result.explanations:
         stem = f"{exp.method}_{exp.class_index}"
-        files = {"overlay": f"{stem}_overlay.png", "map": f"{stem}_map.npy", "raw_map": f"{stem}_raw.npy"}
+        if exp.input_map.dim() == 2:
+            heat = next(heats)
+            files = {"overlay": f"{stem}_overlay.png", "map": f"{stem}_map.npy", "raw_map": f"{stem}_raw.npy"}
+            atomic_write(folder / files["map"], _npy(heat))
+            picture, picture_name = render.overlay(prepared.image, heat, seen, ctx.alpha, ctx.colormap, exp.bbox), files["overlay"]
+        else:
+            files = {"image": f"{stem}_image.png", "raw_map": f"{stem}_raw.npy"}
+            # Grey (0.5) means zero gradient, and is also what lies outside the model's view.
+            rgb = maps.to_original(exp.input_map - 0.5, geometry) + 0.5
+            picture, picture_name = render.rgb_image(rgb.permute(1, 2, 0).cpu().numpy()), files["image"]
         atomic_write(folder / files["raw_map"], _npy(exp.raw_map.cpu().numpy()))
-        atomic_write(folder / files["map"], _npy(heat))
-        picture = render.overlay(prepared.image, heat, seen, ctx.alpha, ctx.colormap, exp.bbox)
-        atomic_write(folder / files["overlay"], _png(picture))
+        atomic_write(folder / picture_name, _png(picture))
         doc["explanations"].append({
             "method": exp.method,
             "class_index": exp.class_index,
@@ -123,7 +130,7 @@ def _write_result(folder: Path, result: ImageResult, ctx: RunContext) -> dict[st
             "logit": exp.logit,
             "probability": exp.probability,
             "bbox": list(exp.bbox) if exp.bbox else None,
-            "peak": list(exp.peak),
+            "peak": list(exp.peak) if exp.peak else None,
             "files": files,
         })
     return doc

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from camcli.maps import largest_segment, localize, seen_mask, to_original
+from camcli.maps import box, largest_segment, peak, seen_mask, to_original
 from camcli.models import DataConfig
 from camcli.preprocess import geometry_for
 
@@ -73,9 +73,9 @@ def test_localize_box_and_peak_in_original_pixels():
     heat = np.zeros((224, 224), np.float32)
     heat[50:100, 120:180] = 1.0
     heat[10:12, 10:12] = 0.5  # a smaller segment that must be ignored
-    box, peak = localize(heat, geometry)
+    found, top = box(heat, geometry), peak(heat, geometry)
     s = 448 / 256
-    assert box == (int(np.floor((16 + 120) * s)), int(np.floor((16 + 50) * s)),
+    assert found == (int(np.floor((16 + 120) * s)), int(np.floor((16 + 50) * s)),
                    int(np.ceil((16 + 180) * s)), int(np.ceil((16 + 100) * s)))
-    assert box[0] <= peak[0] < box[2] and box[1] <= peak[1] < box[3]
-    assert localize(np.zeros((224, 224), np.float32), geometry)[0] is None
+    assert found[0] <= top[0] < found[2] and found[1] <= top[1] < found[3]
+    assert box(np.zeros((224, 224), np.float32), geometry) is None

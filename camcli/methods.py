@@ -1,0 +1,61 @@
+"""The explanation methods, as batched tensor maths on an engine result.
+
+- gradcam:         L^c = ReLU(Σ_k α_k^c A^k)
+- counterfactual:  ReLU(Σ_k −α_k^c A^k): regions whose removal would raise the class score
+- guided-backprop: the input gradient of y^c with every activation guided (see guided.py)
+- guided-gradcam:  guided backprop ⊙ L^c upsampled bilinearly to the input (not rescaled)
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .engine import CamBatch, normalize_and_upsample
+
+CAM_METHODS = ("gradcam", "counterfactual")
+GUIDED_METHODS = ("guided-backprop", "guided-gradcam")
+METHODS = CAM_METHODS + GUIDED_METHODS
+
+
+def parse_methods(specs: tuple[str, ...]) -> tuple[str, ...]:
+    """Comma-separated, repeatable method names → unique names in the order given."""
+    from .errors import CamcliError
+
+    names = [n.strip().lower() for spec in specs for n in spec.split(",") if n.strip()]
+    for name in names:
+        if name not in METHODS:
+            raise CamcliError(f"Unknown method '{name}'. Use one or more of: {', '.join(METHODS)} (e.g. --method gradcam,guided-gradcam).")
+    return tuple(dict.fromkeys(names)) or ("gradcam",)
+
+
+def needs_guided(methods: tuple[str, ...]) -> bool:
+    return any(m in GUIDED_METHODS for m in methods)
+
+
+def to_display(gradients: torch.Tensor) -> torch.Tensor:
+    """B×K×3×H×W gradients → an RGB image in [0, 1] as such gradients are usually shown:
+    each map standardized, scaled by 0.1 and centred on grey 0.5 (zero gradient is grey)."""
+    dims = (-3, -2, -1)
+    centred = gradients - gradients.mean(dim=dims, keepdim=True)
+    std = centred.pow(2).mean(dim=dims, keepdim=True).sqrt()
+    return (centred / (std + 1e-12) * 0.1 + 0.5).clamp(0.0, 1.0)
+
+
+def compute(out: CamBatch, method: str, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(raw, display) for every image and class of the batch.
+
+    CAM methods: raw B×K×h×w (unnormalized), display B×K×H×W in [0, 1].
+    Guided methods: raw B×K×3×H×W (unnormalized), display B×K×3×H×W RGB in [0, 1].
+    """
+    if method in CAM_METHODS:
+        raw = out.cam(sign=1.0 if method == "gradcam" else -1.0)
+        return raw, normalize_and_upsample(raw, size)
+    if out.guided is None:
+        raise ValueError(f"method '{method}' needs an engine run in guided mode")
+    raw = out.guided
+    if method == "guided-gradcam":
+        cams = out.cam()
+        up = F.interpolate(cams.flatten(0, 1)[:, None], size=size, mode="bilinear", align_corners=False)
+        raw = raw * up.reshape(*cams.shape[:2], 1, *size)
+    return raw, to_display(raw)
