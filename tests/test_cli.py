@@ -156,3 +156,36 @@ def test_console_script(tmp_path, samples):
     assert done.returncode == 0, done.stderr
     assert done.stdout == ""  # progress and summary go to stderr
     assert "1 image: 1 ok" in done.stderr
+
+
+def test_all_methods(sample_copy, tmp_path):
+    out = tmp_path / "out"
+    result = run("explain", str(sample_copy / "chelsea.png"), "--out", str(out), "-q", "--top-k", "1",
+                 "--method", "gradcam,counterfactual", "--method", "guided-backprop,guided-gradcam")
+    assert result.exit_code == 0, result.output
+    folder = out / "chelsea.png"
+    exps = load(out, "chelsea.png")["explanations"]
+    assert [e["method"] for e in exps] == ["gradcam", "counterfactual", "guided-backprop", "guided-gradcam"]
+    assert len({e["class_index"] for e in exps}) == 1
+    for exp in exps[:2]:
+        assert set(exp["files"]) == {"overlay", "map", "raw_map"}
+        assert np.load(folder / exp["files"]["raw_map"]).shape == (7, 7)
+        assert np.load(folder / exp["files"]["map"]).shape == (300, 451)
+    for exp in exps[2:]:
+        assert set(exp["files"]) == {"image", "raw_map"} and exp["bbox"] is None
+        assert np.load(folder / exp["files"]["raw_map"]).shape == (3, 224, 224)
+        with Image.open(folder / exp["files"]["image"]) as image:
+            assert image.size == (451, 300) and image.mode == "RGB"
+            assert image.getpixel((5, 5)) == (128, 128, 128)  # outside the crop: neutral grey
+    raw_gb = np.load(folder / exps[2]["files"]["raw_map"])
+    raw_ggc = np.load(folder / exps[3]["files"]["raw_map"])
+    cam = np.load(folder / exps[0]["files"]["raw_map"])
+    import torch
+    up = torch.nn.functional.interpolate(torch.from_numpy(cam)[None, None], size=(224, 224), mode="bilinear",
+                                         align_corners=False)[0, 0].numpy()
+    assert np.allclose(raw_ggc, raw_gb * up[None], atol=1e-6 * np.abs(raw_ggc).max())
+
+
+def test_unknown_method_exits_2(sample_copy, tmp_path):
+    result = CliRunner().invoke(cli, ["explain", str(sample_copy), "-o", str(tmp_path / "o"), "--method", "gradcam++"])
+    assert result.exit_code == 2 and "guided-gradcam" in result.output
