@@ -28,19 +28,19 @@ def discover(inputs: Sequence[Path]) -> list[ImageItem]:
 
     A folder contributes its image files (by suffix), recursively; a file named explicitly is
     always taken, whatever its suffix, so that a bad file is reported rather than ignored.
-    Each item's ``rel`` mirrors its path under its input folder; with several inputs it is
-    prefixed by the input's own name so outputs stay apart.
+    Each item's ``rel`` mirrors its path under its input folder (with several inputs, prefixed by
+    that folder's name so outputs stay apart); a file given directly maps to its own name.
     """
     items: list[ImageItem] = []
     seen: dict[PurePosixPath, Path] = {}
     for given in inputs:
         if not given.exists():
             raise CamcliError(f"Input path '{given}' does not exist. Check the spelling or pass an existing file or folder.")
-        prefix = PurePosixPath(given.resolve().name) if len(inputs) > 1 else PurePosixPath()
         if given.is_dir():
+            prefix = PurePosixPath(given.resolve().name) if len(inputs) > 1 else PurePosixPath()
             found = ((p, PurePosixPath(p.relative_to(given).as_posix())) for p in _walk(given))
         else:
-            found = iter([(given, PurePosixPath(given.name))])
+            prefix, found = PurePosixPath(), iter([(given, PurePosixPath(given.name))])
         for path, rel in found:
             rel = prefix / rel
             if rel in seen:

@@ -47,7 +47,7 @@ class GradCam:
     exception, so the caller's model is left as it was.
     """
 
-    def __init__(self, model: nn.Module, layer: str, guided: bool = False) -> None:
+    def __init__(self, model: nn.Module, layer: str, guided: bool = False, channels_last: bool = False) -> None:
         modules = dict(model.named_modules())
         if layer not in modules:
             raise LayerError(f"No layer named '{layer}'. See 'camcli layers MODEL'.")
@@ -58,11 +58,19 @@ class GradCam:
         self._modes: dict[nn.Module, bool] = {}
         self._activation: Optional[torch.Tensor] = None
         self._guided = GuidedBackprop(model) if guided else None
+        self.channels_last = channels_last
+        self._original_data: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def __enter__(self) -> "GradCam":
         self._modes = {m: m.training for m in self.model.modules()}
         self.model.eval()
         try:
+            if self.channels_last:
+                # Conv kernels run faster in NHWC; the caller's own tensors are put back on exit.
+                for tensor in [*self.model.parameters(), *self.model.buffers()]:
+                    if tensor.dim() == 4 and id(tensor) not in self._original_data:
+                        self._original_data[id(tensor)] = (tensor, tensor.data)
+                        tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
             self._handle = self._module.register_forward_hook(self._capture)
             if self._guided is not None:
                 self._guided.__enter__()
@@ -82,6 +90,9 @@ class GradCam:
             self._activation = None
             for module, mode in self._modes.items():
                 module.training = mode
+            for tensor, data in self._original_data.values():
+                tensor.data = data
+            self._original_data.clear()
 
     def _capture(self, module: nn.Module, args: object, output: torch.Tensor) -> torch.Tensor:
         if self._activation is not None:
@@ -102,6 +113,8 @@ class GradCam:
             raise RuntimeError("GradCam must be used inside a 'with' block")
         self._activation = None
         guided = self._guided
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
         try:
             if guided is None:
                 with torch.no_grad():

@@ -10,8 +10,8 @@ autograd applies f'(x) itself, whatever f is.
 Activations are found two ways while a ``GuidedBackprop`` block is open:
 - temporary forward hooks on activation modules (torch's and timm's), removed in ``finally``;
 - a ``TorchFunctionMode`` around the forward call that catches functional calls such as
-  ``F.relu(x, inplace=True)`` in torchvision's DenseNet. Both may gate the same tensor;
-  clamping twice is the same as once.
+  ``F.relu(x, inplace=True)`` in torchvision's DenseNet. An ``nn.ReLU`` is seen by both; each
+  tensor version is gated once.
 The gate is switchable (``enabled``) so one forward pass can serve both the plain gradients that
 Grad-CAM needs and the guided gradients of the input.
 """
@@ -97,8 +97,12 @@ class GuidedBackprop:
         return grad.clamp(min=0) if self.enabled else None
 
     def gate(self, tensor: torch.Tensor) -> None:
-        """Clamp the gradient arriving at ``tensor`` while guidance is enabled."""
-        if isinstance(tensor, torch.Tensor) and tensor.requires_grad:
+        """Clamp the gradient arriving at ``tensor`` while guidance is enabled (once per version)."""
+        if not isinstance(tensor, torch.Tensor) or not tensor.requires_grad:
+            return
+        mark = (id(self), tensor._version)  # an in-place activation makes a new version: gate it too
+        if getattr(tensor, "_camcli_guided", None) != mark:
+            tensor._camcli_guided = mark
             tensor.register_hook(self._clamp)
 
     @contextmanager

@@ -1,0 +1,40 @@
+"""Discovery: deterministic order, output folders that mirror the inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from camcli.discover import discover
+from camcli.errors import CamcliError
+
+
+def _touch(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x")
+    return path
+
+
+def test_folder_walk_is_sorted_recursive_and_filtered(tmp_path):
+    for name in ("b.png", "a.JPG", "sub/c.webp", "notes.txt", ".hidden.png", ".git/d.png", "sub/z/e.tif"):
+        _touch(tmp_path / name)
+    assert [i.rel.as_posix() for i in discover([tmp_path])] == ["a.JPG", "b.png", "sub/c.webp", "sub/z/e.tif"]
+
+
+def test_several_inputs(tmp_path):
+    one = _touch(tmp_path / "x" / "one.png")
+    _touch(tmp_path / "folder" / "two.png")
+    items = discover([one, tmp_path / "folder"])
+    assert [i.rel for i in items] == [PurePosixPath("one.png"), PurePosixPath("folder/two.png")]
+    text = _touch(tmp_path / "readme.txt")
+    assert discover([text])[0].rel == PurePosixPath("readme.txt")  # named explicitly: taken
+
+
+def test_collisions_and_missing_paths(tmp_path):
+    a = _touch(tmp_path / "a" / "same.png")
+    b = _touch(tmp_path / "b" / "same.png")
+    with pytest.raises(CamcliError, match="same output folder"):
+        discover([a, b])
+    with pytest.raises(CamcliError, match="does not exist"):
+        discover([tmp_path / "missing"])
