@@ -119,3 +119,18 @@ def test_normalize_and_upsample():
     assert up.shape == (1, 2, 224, 224)
     assert float(up[0, 0].max()) == pytest.approx(1.0) and float(up[0, 0].min()) == 0.0
     assert float(up[0, 1].abs().max()) == 0.0  # constant map: no evidence
+
+
+def test_channels_last_is_temporary_and_exact(resnet):
+    pointers = [p.data_ptr() for p in resnet.parameters()]
+    strides = [p.stride() for p in resnet.parameters()]
+    x = torch.randn(2, 3, 64, 64)
+    pick = lambda logits: torch.tensor([[1, 2], [3, 4]])  # noqa: E731
+    with GradCam(resnet, "layer4") as cam:
+        plain = cam(x, pick).cam()
+    with GradCam(resnet, "layer4", channels_last=True) as cam:
+        assert resnet.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+        fast = cam(x, pick).cam()
+    assert [p.data_ptr() for p in resnet.parameters()] == pointers  # the very same storage is back
+    assert [p.stride() for p in resnet.parameters()] == strides
+    assert torch.allclose(plain, fast, atol=1e-4 * float(plain.abs().max()))
