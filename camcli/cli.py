@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import platform
 import sys
+from contextlib import suppress
+from functools import partial
 from pathlib import Path
 from typing import Optional
 
@@ -60,13 +62,21 @@ def cli() -> None:
               help="gradcam (default), counterfactual, guided-backprop, guided-gradcam; comma-separated, repeatable.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Threads that decode images ahead of the model, and as many that write behind it.  [default: min(4, CPUs)]")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True,
+              help="Forward-pass precision (maps are always computed in fp32). fp16 needs a GPU.")
+@click.option("--save", "save_specs", multiple=True, metavar="LIST",
+              help="What to write besides explanation.json: overlay,map,raw_map (comma-separated).  [default: all]")
+@click.option("--overlay-format", type=click.Choice(["png", "jpg", "webp"]), default="png", show_default=True)
 @click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("camcli-out"),
               show_default=True, help="Output folder.")
 @click.option("--colormap", type=click.Choice(["jet", "hot", "gray"]), default="jet", show_default=True)
 @click.option("--alpha", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True, help="Heatmap opacity in overlays.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary on stderr.")
 def explain(inputs, model_name, weights, num_classes, labels_file, random_weights, layer, top_k, class_specs,
-            method_specs, device, batch_size, out_dir, colormap, alpha, quiet) -> None:
+            method_specs, device, batch_size, workers, precision, save_specs, overlay_format, out_dir, colormap, alpha,
+            quiet) -> None:
     """Write Grad-CAM explanations for every image in INPUTS (files or folders)."""
     try:
         code = _explain(**locals())
@@ -76,7 +86,8 @@ def explain(inputs, model_name, weights, num_classes, labels_file, random_weight
 
 
 def _explain(inputs, model_name, weights, num_classes, labels_file, random_weights, layer, top_k, class_specs,
-             method_specs, device, batch_size, out_dir, colormap, alpha, quiet) -> int:
+             method_specs, device, batch_size, workers, precision, save_specs, overlay_format, out_dir, colormap, alpha,
+             quiet) -> int:
     import timm
     import torch
     import torchvision
@@ -85,14 +96,17 @@ def _explain(inputs, model_name, weights, num_classes, labels_file, random_weigh
     from .discover import discover
     from .layers import resolve_layer
     from .methods import parse_methods
-    from .pipeline import EngineOptions, explain as run_pipeline, resolve_device
+    from .pipeline import EngineOptions, default_workers, resolve_device, run as run_pipeline
     from .report import Report
     from .targets import Targets, resolve_class
-    from .writer import RunContext, write
+    from .writer import RunContext, parse_save, write
 
     chosen_methods = parse_methods(method_specs)
+    save = parse_save(save_specs)
     items = discover(list(inputs))
     torch_device = resolve_device(device)
+    if precision == "fp16" and torch_device.type == "cpu":
+        raise CamcliError("--precision fp16 needs a GPU; on the CPU use --precision bf16 or fp32.")
     loaded = _load(model_name, weights, num_classes, labels_file, random_weights)
     classes = tuple(dict.fromkeys(resolve_class(c, loaded.labels) for c in class_specs))
     k = (0 if classes else 3) if top_k is None else top_k
@@ -119,22 +133,31 @@ def _explain(inputs, model_name, weights, num_classes, labels_file, random_weigh
         "model": model_info, "device": str(torch_device),
         "options": {
             "inputs": [str(p) for p in inputs], "methods": list(chosen_methods), "classes": list(classes), "top_k": targets.top_k,
-            "batch_size": batch_size, "colormap": colormap, "alpha": alpha, "out": str(out_dir),
+            "batch_size": batch_size, "workers": workers or default_workers(), "precision": precision,
+            "save": sorted(save | {"json"}), "overlay_format": overlay_format,
+            "colormap": colormap, "alpha": alpha, "out": str(out_dir),
         },
     }
-    ctx = RunContext(model=model_info, preprocess=preprocess_info, colormap=colormap, alpha=alpha)
+    ctx = RunContext(model=model_info, preprocess=preprocess_info, colormap=colormap, alpha=alpha, save=save,
+                     overlay_format=overlay_format)
     options = EngineOptions(layer=target.name, targets=targets, device=torch_device, batch_size=batch_size,
-                            methods=chosen_methods)
+                            methods=chosen_methods, precision=precision, workers=workers or default_workers())
     try:
         report = Report(out_dir, run_info)
     except OSError as exc:
         raise CamcliError(f"Cannot write to output folder '{out_dir}': {exc.strerror or exc}. Pass a writable --out DIR.") from exc
-    with tqdm(total=len(items), unit="img", file=sys.stderr, disable=quiet, desc="explain") as bar:
-        for outcome in run_pipeline(loaded, items, options):
-            item = outcome.prepared.item if hasattr(outcome, "prepared") else outcome.item
-            doc = write(out_dir, outcome, ctx)
-            report.add(item.rel.as_posix(), doc)
-            bar.update(1)
+    try:
+        with tqdm(total=len(items), unit="img", file=sys.stderr, disable=quiet, desc="explain") as bar:
+            for item, doc in run_pipeline(loaded, items, options, partial(write, out_dir, ctx=ctx)):
+                report.add(item.rel.as_posix(), doc)
+                bar.update(1)
+    except BaseException as exc:
+        with suppress(OSError):  # record how far the run got, if the output folder still takes it
+            report.close(status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
+        if isinstance(exc, OSError):
+            raise CamcliError(f"Cannot write outputs under '{out_dir}': {exc.strerror or exc}. "
+                              "Free some space or pass a writable --out DIR.") from exc
+        raise
     summary = report.close()
     if not quiet:
         counts = summary["counts"]

@@ -9,6 +9,7 @@ from typing import Iterator, Sequence
 from .errors import CamcliError
 from .records import ImageItem
 
+RESERVED = frozenset({"run.json", "summary.jsonl"})  # camcli's own files at the top of --out
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
 )
@@ -43,6 +44,11 @@ def discover(inputs: Sequence[Path]) -> list[ImageItem]:
             prefix, found = PurePosixPath(), iter([(given, PurePosixPath(given.name))])
         for path, rel in found:
             rel = prefix / rel
+            if rel.parts[0] in RESERVED:
+                raise CamcliError(
+                    f"'{path}' would write to '{rel}', the name of camcli's own run file. "
+                    "Rename it or pass the folder that contains it."
+                )
             if rel in seen:
                 raise CamcliError(
                     f"'{path}' and '{seen[rel]}' would write to the same output folder '{rel}'. "
@@ -50,4 +56,9 @@ def discover(inputs: Sequence[Path]) -> list[ImageItem]:
                 )
             seen[rel] = path
             items.append(ImageItem(path=path, rel=rel))
+    if not items:
+        raise CamcliError(
+            f"No images found in {', '.join(map(str, inputs))}. camcli looks for files ending in "
+            f"{' '.join(sorted(IMAGE_SUFFIXES))}; name a file explicitly to try it whatever its suffix."
+        )
     return items

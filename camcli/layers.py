@@ -1,4 +1,8 @@
-"""Find the target layer: the last module whose output is a B×C×H×W map with H·W > 1."""
+"""Find the target layer: the last module whose output is a B×C×H×W map with H·W > 1.
+
+Outputs shaped like B×H×W×C (H = W < C, as in Swin stages), batched over windows, or out of
+Softmax / Dropout / Identity modules (attention probabilities, pass-throughs) are not candidates.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,9 @@ from torch import nn
 from .errors import LayerError
 
 
+NOT_FEATURE_MAPS = frozenset({"Softmax", "Softmax2d", "Dropout", "Dropout2d", "Identity"})
+
+
 @dataclass(frozen=True)
 class LayerInfo:
     name: str
@@ -19,8 +26,16 @@ class LayerInfo:
     shape: tuple[int, ...]  # output shape for a 1×3×H×W input
 
     @property
+    def channels_last(self) -> bool:
+        """Looks like B×H×W×C (transformer stages such as Swin's): H = W and C larger."""
+        return len(self.shape) == 4 and self.shape[1] == self.shape[2] and self.shape[3] > self.shape[1]
+
+    @property
     def spatial(self) -> bool:
-        return len(self.shape) == 4 and self.shape[2] * self.shape[3] > 1
+        """A per-image B×C×H×W feature map: batch 1 as probed (not images × windows), H·W > 1,
+        and not attention probabilities (heads × tokens × tokens out of a Softmax or its Dropout)."""
+        return (len(self.shape) == 4 and self.shape[0] == 1 and self.shape[2] * self.shape[3] > 1
+                and not self.channels_last and self.kind not in NOT_FEATURE_MAPS)
 
 
 def probe_layers(model: nn.Module, input_size: tuple[int, int]) -> list[LayerInfo]:
@@ -73,6 +88,11 @@ def resolve_layer(model: nn.Module, input_size: tuple[int, int], name: Optional[
         hint = f" Close names: {', '.join(close)}." if close else ""
         raise LayerError(f"No layer named '{name}' produces a tensor output.{hint} See 'camcli layers MODEL' for candidates.")
     info = by_name[name]
+    if info.channels_last:
+        raise LayerError(
+            f"Layer '{name}' outputs {list(info.shape)}, which looks like B×H×W×C (channels last); Grad-CAM "
+            "here needs B×C×H×W feature maps. Pick a convolutional layer from 'camcli layers MODEL'."
+        )
     if not info.spatial:
         raise LayerError(
             f"Layer '{name}' outputs shape {list(info.shape)}, not a B×C×H×W map with H·W > 1. "

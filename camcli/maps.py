@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import numpy as np
@@ -13,43 +14,64 @@ from .records import Geometry
 BOX_THRESHOLD = 0.15  # the paper binarizes at 15% of the map's max
 
 
-def to_original(maps: torch.Tensor, geometry: Geometry) -> torch.Tensor:
-    """K×H×W maps at model-input resolution → K×height×width on the original image.
+def seen_rect(geometry: Geometry) -> tuple[int, int, int, int]:
+    """Original pixels whose centres fall inside the crop: (left, top, right, bottom), exclusive."""
+    x0, y0, x1, y1 = geometry.crop_box
+    left, top = max(0, math.ceil(x0 - 0.5)), max(0, math.ceil(y0 - 0.5))
+    right = min(geometry.width, math.floor(x1 - 0.5) + 1)
+    bottom = min(geometry.height, math.floor(y1 - 0.5) + 1)
+    return left, top, max(left, right), max(top, bottom)
 
-    Each original pixel centre is located in the model input through the crop geometry and
-    sampled bilinearly; pixels the model never saw (outside the crop) are 0.
+
+def to_original(maps: torch.Tensor, geometry: Geometry) -> torch.Tensor:
+    """K×H×W (or K×C×H×W) maps at model-input resolution → K×[C×]height×width on the original image.
+
+    Each original pixel centre inside the crop is located in the model input through the crop
+    geometry and sampled bilinearly; pixels the model never saw (outside the crop) are 0.
     """
     x0, y0, x1, y1 = geometry.crop_box
-    device = maps.device
-    xs = ((torch.arange(geometry.width, device=device, dtype=torch.float32) + 0.5) - x0) / (x1 - x0) * 2 - 1
-    ys = ((torch.arange(geometry.height, device=device, dtype=torch.float32) + 0.5) - y0) / (y1 - y0) * 2 - 1
-    grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)[None]
-    out = F.grid_sample(maps[None].float(), grid, mode="bilinear", padding_mode="border", align_corners=False)[0]
-    seen = ((ys.abs() <= 1)[:, None] & (xs.abs() <= 1)[None, :]).to(out.dtype)
-    return out * seen
-
-
-def seen_mask(geometry: Geometry) -> np.ndarray:
-    """height×width bool: True where the model saw the original image."""
-    x0, y0, x1, y1 = geometry.crop_box
-    xs = np.arange(geometry.width) + 0.5
-    ys = np.arange(geometry.height) + 0.5
-    return ((ys >= y0) & (ys <= y1))[:, None] & ((xs >= x0) & (xs <= x1))[None, :]
+    left, top, right, bottom = seen_rect(geometry)
+    flat = maps.reshape(-1, 1, *maps.shape[-2:]).float()
+    out = torch.zeros(flat.shape[0], 1, geometry.height, geometry.width, device=maps.device)
+    if right > left and bottom > top:
+        xs = (torch.arange(left, right, device=maps.device, dtype=torch.float32) + 0.5 - x0) / (x1 - x0) * 2 - 1
+        ys = (torch.arange(top, bottom, device=maps.device, dtype=torch.float32) + 0.5 - y0) / (y1 - y0) * 2 - 1
+        grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)[None].expand(flat.shape[0], -1, -1, -1)
+        out[:, :, top:bottom, left:right] = F.grid_sample(
+            flat, grid, mode="bilinear", padding_mode="border", align_corners=False
+        )
+    return out.reshape(*maps.shape[:-2], geometry.height, geometry.width)
 
 
 def largest_segment(mask: np.ndarray) -> Optional[tuple[int, int, int, int]]:
     """Bounding box (x0, y0, x1, y1; x1, y1 exclusive) of the largest 8-connected True segment.
 
     Works on horizontal runs: runs in neighbouring rows that touch (diagonals included) are
-    merged with union-find, so the cost follows the number of runs, not pixels.
+    paired with vectorized searches and merged with union-find, so the cost follows the number
+    of runs, not pixels.
     """
     h, w = mask.shape
-    edges = np.diff(np.pad(mask, ((0, 0), (1, 1))).astype(np.int8), axis=1)
-    starts = np.argwhere(edges == 1)
-    ends = np.argwhere(edges == -1)[:, 1]
+    padded = np.zeros((h, w + 2), np.int8)
+    padded[:, 1:-1] = mask
+    edges = np.diff(padded, axis=1).ravel()  # +1 where a run starts, -1 one past where it ends
+    starts = np.flatnonzero(edges == 1)
     if len(starts) == 0:
         return None
-    rows, cols = starts[:, 0], starts[:, 1]
+    rows, cols = np.divmod(starts, w + 1)
+    ends = np.flatnonzero(edges == -1) % (w + 1)
+    if len(rows) == 1 or np.all(np.diff(rows) > 0):
+        return _largest_chain(rows, cols, ends)
+    # Runs in row r that touch run j of row r + 1 (diagonals included) satisfy
+    # ends[i] >= cols[j] and cols[i] <= ends[j]; runs of a row are sorted, so they form a range.
+    stride = w + 2
+    key_start, key_end = rows * stride + cols, rows * stride + ends
+    below = rows > 0
+    j = np.flatnonzero(below)
+    lo = np.searchsorted(key_end, (rows[j] - 1) * stride + cols[j], side="left")
+    hi = np.searchsorted(key_start, (rows[j] - 1) * stride + ends[j], side="right")
+    count = np.maximum(hi - lo, 0)
+    upper = np.repeat(lo, count) + (np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count))
+    lower = np.repeat(j, count)
     parent = list(range(len(rows)))
 
     def find(i: int) -> int:
@@ -58,17 +80,10 @@ def largest_segment(mask: np.ndarray) -> Optional[tuple[int, int, int, int]]:
             i = parent[i]
         return i
 
-    row_first = np.searchsorted(rows, np.arange(h + 1))
-    for r in range(1, h):
-        a, a_end = row_first[r - 1], row_first[r]
-        b, b_end = row_first[r], row_first[r + 1]
-        while a < a_end and b < b_end:
-            if cols[a] <= ends[b] and cols[b] <= ends[a]:  # touching, diagonals included
-                parent[find(b)] = find(a)
-            if ends[a] < ends[b]:
-                a += 1
-            else:
-                b += 1
+    for u, v in zip(upper.tolist(), lower.tolist()):
+        ru, rv = find(u), find(v)
+        if ru != rv:
+            parent[rv] = ru
     roots = np.array([find(i) for i in range(len(rows))])
     sizes = np.bincount(roots, weights=ends - cols)
     members = roots == int(np.argmax(sizes))
@@ -78,6 +93,17 @@ def largest_segment(mask: np.ndarray) -> Optional[tuple[int, int, int, int]]:
         int(ends[members].max()),
         int(rows[members].max()) + 1,
     )
+
+
+def _largest_chain(rows: np.ndarray, cols: np.ndarray, ends: np.ndarray) -> tuple[int, int, int, int]:
+    """Fast path, at most one run per row (the usual thresholded CAM): segments are maximal chains
+    of runs in consecutive rows that touch, found without a Python loop."""
+    touching = (np.diff(rows) == 1) & (cols[1:] <= ends[:-1]) & (cols[:-1] <= ends[1:])
+    first = np.flatnonzero(np.concatenate(([True], ~touching)))
+    sizes = np.add.reduceat(ends - cols, first)
+    best = int(np.argmax(sizes))
+    lo, hi = first[best], (first[best + 1] if best + 1 < len(first) else len(rows))
+    return int(cols[lo:hi].min()), int(rows[lo]), int(ends[lo:hi].max()), int(rows[hi - 1]) + 1
 
 
 def box_on_original(box: tuple[int, int, int, int], geometry: Geometry) -> tuple[int, int, int, int]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .engine import CamBatch, normalize_and_upsample
+from .engine import CamBatch, min_max, upsample
 
 CAM_METHODS = ("gradcam", "counterfactual")
 GUIDED_METHODS = ("guided-backprop", "guided-gradcam")
@@ -42,15 +42,18 @@ def to_display(gradients: torch.Tensor) -> torch.Tensor:
     return (centred / (std + 1e-12) * 0.1 + 0.5).clamp(0.0, 1.0)
 
 
-def compute(out: CamBatch, method: str, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(raw, display) for every image and class of the batch.
+def compute(out: CamBatch, method: str, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(raw, display, locator) for every image and class of the batch.
 
-    CAM methods: raw B×K×h×w (unnormalized), display B×K×H×W in [0, 1].
-    Guided methods: raw B×K×3×H×W (unnormalized), display B×K×3×H×W RGB in [0, 1].
+    CAM methods: raw B×K×h×w (unnormalized), display B×K×H×W in [0, 1], locator the upsampled
+    map before scaling (the paper's box threshold is 15% of *its* max).
+    Guided methods: raw B×K×3×H×W (unnormalized), display B×K×3×H×W RGB in [0, 1], locator the
+    gradient magnitude B×K×H×W.
     """
     if method in CAM_METHODS:
         raw = out.cam(sign=1.0 if method == "gradcam" else -1.0)
-        return raw, normalize_and_upsample(raw, size)
+        up = upsample(raw, size)
+        return raw, min_max(up), up
     if out.guided is None:
         raise ValueError(f"method '{method}' needs an engine run in guided mode")
     raw = out.guided
@@ -58,4 +61,4 @@ def compute(out: CamBatch, method: str, size: tuple[int, int]) -> tuple[torch.Te
         cams = out.cam()
         up = F.interpolate(cams.flatten(0, 1)[:, None], size=size, mode="bilinear", align_corners=False)
         raw = raw * up.reshape(*cams.shape[:2], 1, *size)
-    return raw, to_display(raw)
+    return raw, to_display(raw), raw.abs().sum(dim=2)

@@ -282,6 +282,8 @@ def _read_labels(path: Path, n: int) -> tuple[str, ...]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise ModelError(f"Cannot read labels file '{path}': {exc.strerror}.") from exc
+    except UnicodeDecodeError as exc:
+        raise ModelError(f"Labels file '{path}' is not UTF-8 text ({exc.reason} at byte {exc.start}). Save it as UTF-8.") from exc
     while lines and not lines[-1].strip():
         lines.pop()
     labels = tuple(line.strip() for line in lines)

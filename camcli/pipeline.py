@@ -1,13 +1,21 @@
 """Wire the stages: discover → preprocess → engine → localize → write → report, batch by batch.
 
-Results stream out as a generator, so memory does not grow with the number of images.
+Decoding and resizing run in a thread pool ahead of the model, rendering and writing in a
+bounded pool behind it, so the model is rarely idle (Pillow, zlib and torch release the GIL).
+Both pools are fed through windows of fixed size and results come out as a generator, in input
+order: memory does not grow with the number of images.
 """
 
 from __future__ import annotations
 
+import os
+from collections import deque
+from contextlib import nullcontext
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from itertools import islice
-from typing import Iterable, Iterator, Sequence, Union
+from typing import Callable, Iterable, Iterator, Optional, Sequence, TypeVar, Union
 
 import torch
 
@@ -21,6 +29,11 @@ from .targets import Targets
 from .writer import TOP_PREDICTIONS
 
 Outcome = Union[ImageResult, Failure]
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 @dataclass(frozen=True)
@@ -30,6 +43,14 @@ class EngineOptions:
     device: torch.device
     batch_size: int = 8
     methods: tuple[str, ...] = ("gradcam",)
+    precision: str = "fp32"
+    workers: int = 2
+
+    @property
+    def channels_last(self) -> bool:
+        """NHWC speeds up convolutions on CPU and CUDA. Not with guided methods: their ReLU gates
+        flip on rounding differences, and their maps should match other tools exactly."""
+        return self.device.type in ("cpu", "cuda") and not methods.needs_guided(self.methods)
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -54,32 +75,84 @@ def resolve_device(spec: str) -> torch.device:
     return device
 
 
-def batches(items: Iterable[ImageItem], size: int) -> Iterator[list[ImageItem]]:
+def batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
     it = iter(items)
     while chunk := list(islice(it, size)):
         yield chunk
 
 
-def explain(loaded: LoadedModel, items: Sequence[ImageItem], options: EngineOptions) -> Iterator[Outcome]:
-    """Yield one outcome per item, in input order. ``loaded.model`` must already be on the device."""
-    with GradCam(loaded.model, options.layer, guided=methods.needs_guided(options.methods)) as cam:
-        for chunk in batches(items, options.batch_size):
-            prepared = [prepare(item, loaded.data) for item in chunk]
+def default_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def _ahead(pool: Executor, fn: Callable[[T], R], items: Iterable[T], window: int) -> Iterator[R]:
+    """``map(fn, items)`` run in ``pool`` at most ``window`` items ahead, results in order."""
+    it = iter(items)
+    running: deque[Future] = deque(pool.submit(fn, item) for item in islice(it, window))
+    while running:
+        done = running.popleft()
+        for item in islice(it, 1):
+            running.append(pool.submit(fn, item))
+        yield done.result()
+
+
+def explain(loaded: LoadedModel, items: Sequence[ImageItem], options: EngineOptions,
+            decoders: Optional[Executor] = None) -> Iterator[Outcome]:
+    """Yield one outcome per item, in input order. ``loaded.model`` must already be on the device.
+
+    With ``decoders``, images are decoded and resized there, up to two batches ahead.
+    """
+    model = loaded.model
+    conv = any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+    guided = methods.needs_guided(options.methods)
+    prepare_one = partial(prepare, data=loaded.data)
+    stream: Iterable[Union[Prepared, Failure]] = (
+        _ahead(decoders, prepare_one, items, 2 * options.batch_size) if decoders else map(prepare_one, items)
+    )
+    with GradCam(model, options.layer, guided=guided, channels_last=conv and options.channels_last) as cam:
+        for prepared in batches(stream, options.batch_size):
             good = [p for p in prepared if isinstance(p, Prepared)]
             results = iter(_explain_batch(cam, loaded, good, options) if good else [])
             for p in prepared:
                 yield next(results) if isinstance(p, Prepared) else p
 
 
+def run(loaded: LoadedModel, items: Sequence[ImageItem], options: EngineOptions,
+        write: Callable[[Outcome], R]) -> Iterator[tuple[ImageItem, R]]:
+    """Explain and ``write`` every item; yields (item, what ``write`` returned) in input order.
+
+    Writing runs in a pool of ``options.workers`` threads with at most two batches in flight.
+    """
+    limit = 2 * options.batch_size
+    with ThreadPoolExecutor(options.workers, thread_name_prefix="camcli-decode") as decoders, \
+            ThreadPoolExecutor(options.workers, thread_name_prefix="camcli-write") as writers:
+        pending: deque[tuple[ImageItem, Future]] = deque()
+        for outcome in explain(loaded, items, options, decoders):
+            item = outcome.prepared.item if isinstance(outcome, ImageResult) else outcome.item
+            pending.append((item, writers.submit(write, outcome)))
+            while pending and (len(pending) > limit or pending[0][1].done()):
+                item, done = pending.popleft()
+                yield item, done.result()
+        while pending:
+            item, done = pending.popleft()
+            yield item, done.result()
+
+
 def _explain_batch(cam: GradCam, loaded: LoadedModel, batch: list[Prepared], options: EngineOptions) -> list[ImageResult]:
-    x = torch.stack([p.tensor for p in batch]).to(options.device, non_blocking=True)
-    out = cam(x, options.targets.choose)
+    x = torch.stack([p.tensor for p in batch])
+    if options.device.type == "cuda":
+        x = x.pin_memory()
+    x = x.to(options.device, non_blocking=True)
+    dtype = PRECISIONS[options.precision]
+    # Mixed precision covers the forward pass; the maps are computed in float32 by the engine.
+    with torch.autocast(options.device.type, dtype=dtype) if dtype else nullcontext():
+        out = cam(x, options.targets.choose)
     computed = {m: methods.compute(out, m, loaded.data.input_size) for m in options.methods}
     probs = out.logits.softmax(dim=1)
     top = probs.topk(min(TOP_PREDICTIONS, probs.shape[1]), dim=1).indices
     # One transfer per batch for what localization reads on the CPU.
     logits_c, probs_c, top_c, classes_c = (t.cpu() for t in (out.logits, probs, top, out.classes))
-    located = {m: _locator_maps(m, raw, display).cpu().numpy() for m, (raw, display) in computed.items()}
+    located = {m: locator.cpu().numpy() for m, (_, _, locator) in computed.items()}
     results = []
     for b, p in enumerate(batch):
         predictions = tuple(
@@ -90,7 +163,7 @@ def _explain_batch(cam: GradCam, loaded: LoadedModel, batch: list[Prepared], opt
             if c in done:
                 continue
             done.add(c)
-            for method, (raw, display) in computed.items():
+            for method, (raw, display, _) in computed.items():
                 where = located[method][b, j]
                 explanations.append(Explanation(
                     method=method, class_index=c, label=loaded.labels[c], rank=options.targets.rank(j),
@@ -101,8 +174,3 @@ def _explain_batch(cam: GradCam, loaded: LoadedModel, batch: list[Prepared], opt
                 ))
         results.append(ImageResult(p, predictions, tuple(explanations)))
     return results
-
-
-def _locator_maps(method: str, raw: torch.Tensor, display: torch.Tensor) -> torch.Tensor:
-    """B×K×H×W maps to find the box and peak in: the CAM itself, or the guided gradient's magnitude."""
-    return display if method in methods.CAM_METHODS else raw.abs().sum(dim=2)

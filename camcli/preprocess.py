@@ -28,6 +28,9 @@ _RESAMPLE = {
 }
 
 
+HUGE_RESIZE = 8  # resized image over 8× the crop's area: resample the crop alone
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -61,10 +64,10 @@ def decode(path: Path) -> tuple[Image.Image, str]:
 def _to_rgb(img: Image.Image) -> Image.Image:
     if img.mode == "RGB":
         return img.copy()
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        # Scale 16/32-bit integer grayscale to 8 bits instead of clipping it.
-        arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1.0)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # Scale 16/32-bit integer and float grayscale to 8 bits instead of clipping it.
+        arr = np.nan_to_num(np.asarray(img, dtype=np.float64))
+        top = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1e-12)
         return Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)).convert("RGB")
     return img.convert("RGB")
 
@@ -93,7 +96,15 @@ def to_input(rgb: Image.Image, data: DataConfig) -> tuple[torch.Tensor, Geometry
     """Resize, center-crop and normalize one RGB image into a 3×H×W float tensor."""
     geometry, box = geometry_for(rgb.width, rgb.height, data)
     resample = _RESAMPLE.get(data.interpolation, Image.Resampling.BILINEAR)
-    cropped = rgb.resize(geometry.resized, resample).crop(box)
+    x0, y0, x1, y1 = geometry.crop_box
+    resized_area = geometry.resized[0] * geometry.resized[1]
+    inside = 0 <= x0 and 0 <= y0 and x1 <= rgb.width and y1 <= rgb.height
+    if inside and resized_area > HUGE_RESIZE * (box[2] - box[0]) * (box[3] - box[1]):
+        # A thin strip (1×5000 would resize to 256×1,280,000): resample only the crop, same pixel
+        # centres and filter, equal to resize-then-crop within one grey level.
+        cropped = rgb.resize((box[2] - box[0], box[3] - box[1]), resample, box=geometry.crop_box)
+    else:  # bit-identical to the model's own transform; past the image edge, zero padding as torchvision
+        cropped = rgb.resize(geometry.resized, resample).crop(box)
     arr = np.asarray(cropped, dtype=np.float32) / 255.0
     arr = (arr - np.asarray(data.mean, np.float32)) / np.asarray(data.std, np.float32)
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))), geometry
@@ -112,5 +123,7 @@ def prepare(item: ImageItem, data: DataConfig) -> Prepared | Failure:
         tensor, geometry = to_input(rgb, data)
     except ImageError as exc:
         return Failure(item, "ImageError", str(exc), source)
+    except Exception as exc:  # whatever a decoder throws, it fails this image only
+        return Failure(item, type(exc).__name__, f"Cannot use {item.path}: {exc}", source)
     source = SourceInfo(str(item.path), digest, rgb.width, rgb.height, mode)
     return Prepared(item=item, source=source, image=rgb, tensor=tensor, geometry=geometry)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import numpy as np
@@ -26,6 +27,7 @@ DIM = 0.35  # brightness kept where the model never looked
 BOX_COLOR = (0, 255, 0)
 
 
+@functools.lru_cache(maxsize=None)
 def _lut(name: str) -> np.ndarray:
     return (_COLORMAPS[name](np.linspace(0.0, 1.0, 256)) * 255 + 0.5).astype(np.uint8)
 
@@ -36,19 +38,32 @@ def colorize(heat: np.ndarray, colormap: str = "jet") -> np.ndarray:
     return _lut(colormap)[index]
 
 
+def dimmed(image: Image.Image) -> Image.Image:
+    """The image at DIM brightness: the backdrop for what the model never saw."""
+    return image.point(lambda v: int(v * DIM + 0.5))
+
+
 def overlay(
     image: Image.Image,
+    backdrop: Image.Image,
     heat: np.ndarray,
-    seen: np.ndarray,
+    seen: tuple[int, int, int, int],
     alpha: float = 0.5,
     colormap: str = "jet",
     box: Optional[tuple[int, int, int, int]] = None,
 ) -> Image.Image:
-    """Blend the heatmap over the original image; dim what the model never saw; outline the box."""
-    base = np.asarray(image, dtype=np.float32)
-    blended = (1.0 - alpha) * base + alpha * colorize(heat, colormap).astype(np.float32)
-    out = np.where(seen[..., None], blended, DIM * base)
-    result = Image.fromarray((out + 0.5).clip(0, 255).astype(np.uint8))
+    """Blend the heatmap over the original image inside ``seen``; elsewhere show ``backdrop``.
+
+    Colormapping and blending run in Pillow's C code on the seen rectangle only.
+    """
+    result = backdrop.copy()
+    left, top, right, bottom = seen
+    if right > left and bottom > top:
+        index = (np.clip(heat[top:bottom, left:right], 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+        colored = Image.frombytes("P", (right - left, bottom - top), index.tobytes())
+        colored.putpalette(_lut(colormap).tobytes())
+        blended = Image.blend(image.crop(seen), colored.convert("RGB"), alpha)
+        result.paste(blended, (left, top))
     if box is not None and box[2] > box[0] and box[3] > box[1]:
         width = max(1, round(min(image.size) / 200))
         ImageDraw.Draw(result).rectangle((box[0], box[1], box[2] - 1, box[3] - 1), outline=BOX_COLOR, width=width)

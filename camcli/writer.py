@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 
 from . import maps, render
+from .encoding import encode_picture
 from .records import Failure, ImageResult
 
 SCHEMA_VERSION = 1
@@ -21,14 +23,30 @@ JSON_NAME = "explanation.json"
 TOP_PREDICTIONS = 5
 
 
+SAVE_CHOICES = ("overlay", "map", "raw_map", "json")
+
+
+def parse_save(specs: tuple[str, ...]) -> frozenset[str]:
+    """Comma-separated, repeatable ``--save`` values → the set of optional outputs to write."""
+    from .errors import CamcliError
+
+    names = {n.strip().lower() for spec in specs for n in spec.split(",") if n.strip()}
+    unknown = names - set(SAVE_CHOICES)
+    if unknown:
+        raise CamcliError(f"Unknown --save value(s): {', '.join(sorted(unknown))}. Use any of {','.join(SAVE_CHOICES)}.")
+    return frozenset(names - {"json"}) if specs else frozenset(SAVE_CHOICES) - {"json"}
+
+
 @dataclass(frozen=True)
 class RunContext:
-    """Run-wide facts every explanation.json repeats, plus how to render."""
+    """Run-wide facts every explanation.json repeats, plus what to write and how to render."""
 
     model: dict[str, Any]
     preprocess: dict[str, Any]
     colormap: str = "jet"
     alpha: float = 0.5
+    save: frozenset[str] = frozenset({"overlay", "map", "raw_map"})  # explanation.json is always written
+    overlay_format: str = "png"
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -48,25 +66,46 @@ def _npy(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _png(image) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
-
-
 def output_dir(out_root: Path, result: Union[ImageResult, Failure]) -> Path:
     item = result.prepared.item if isinstance(result, ImageResult) else result.item
     return out_root / item.rel
 
 
+# The output location itself is unusable: stop the run rather than fail every image after it.
+FATAL_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT})
+
+
 def write(out_root: Path, result: Union[ImageResult, Failure], ctx: RunContext) -> dict[str, Any]:
-    """Write all outputs of one image; returns the explanation.json document."""
+    """Write all outputs of one image; returns the explanation.json document.
+
+    A failure that concerns this image alone (an encoder limit, a name the file system refuses)
+    becomes an error document for it; an unusable output location raises OSError.
+    """
     folder = output_dir(out_root, result)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / JSON_NAME).unlink(missing_ok=True)  # until rewritten, the folder reads as incomplete
-    doc = _failure_doc(result, ctx) if isinstance(result, Failure) else _write_result(folder, result, ctx)
-    atomic_write(folder / JSON_NAME, (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / JSON_NAME).unlink(missing_ok=True)  # until rewritten, the folder reads as incomplete
+        doc = _failure_doc(result, ctx) if isinstance(result, Failure) else _write_result(folder, result, ctx)
+    except OSError as exc:
+        if exc.errno in FATAL_ERRNOS:
+            raise
+        doc = _write_error_doc(result, ctx, exc)
+    except Exception as exc:  # e.g. an image too large for the chosen overlay format
+        doc = _write_error_doc(result, ctx, exc)
+    try:
+        atomic_write(folder / JSON_NAME, (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+    except OSError as exc:
+        if exc.errno in FATAL_ERRNOS:
+            raise
+        doc = _write_error_doc(result, ctx, exc)  # recorded in summary.jsonl and run.json only
     return doc
+
+
+def _write_error_doc(result: Union[ImageResult, Failure], ctx: RunContext, exc: Exception) -> dict[str, Any]:
+    source = result.prepared.source if isinstance(result, ImageResult) else result.source
+    item = result.prepared.item if isinstance(result, ImageResult) else result.item
+    failure = Failure(item, "WriteError", f"Cannot write outputs for {item.path}: {type(exc).__name__}: {exc}", source)
+    return _failure_doc(failure, ctx)
 
 
 def _base_doc(source, ctx: RunContext) -> dict[str, Any]:
@@ -105,23 +144,30 @@ def _write_result(folder: Path, result: ImageResult, ctx: RunContext) -> dict[st
         {"class_index": p.class_index, "label": p.label, "logit": p.logit, "probability": p.probability}
         for p in result.predictions
     ]
-    seen = maps.seen_mask(geometry)
-    cams = [e for e in result.explanations if e.input_map.dim() == 2]
-    heats = iter(maps.to_original(torch.stack([e.input_map for e in cams]), geometry).cpu().numpy() if cams else [])
+    seen = maps.seen_rect(geometry)
+    backdrop = render.dimmed(prepared.image) if "overlay" in ctx.save else None
+    ext = ctx.overlay_format
     for exp in result.explanations:
         stem = f"{exp.method}_{exp.class_index}"
-        if exp.input_map.dim() == 2:
-            heat = next(heats)
-            files = {"overlay": f"{stem}_overlay.png", "map": f"{stem}_map.npy", "raw_map": f"{stem}_raw.npy"}
-            atomic_write(folder / files["map"], _npy(heat))
-            picture, picture_name = render.overlay(prepared.image, heat, seen, ctx.alpha, ctx.colormap, exp.bbox), files["overlay"]
-        else:
-            files = {"image": f"{stem}_image.png", "raw_map": f"{stem}_raw.npy"}
+        files: dict[str, str] = {}
+        if exp.input_map.dim() == 2 and {"overlay", "map"} & ctx.save:
+            heat = maps.to_original(exp.input_map[None], geometry)[0].cpu().numpy()
+            if "overlay" in ctx.save:
+                files["overlay"] = f"{stem}_overlay.{ext}"
+                picture = render.overlay(prepared.image, backdrop, heat, seen, ctx.alpha, ctx.colormap, exp.bbox)
+                atomic_write(folder / files["overlay"], encode_picture(picture, ext))
+            if "map" in ctx.save:
+                files["map"] = f"{stem}_map.npy"
+                atomic_write(folder / files["map"], _npy(heat))
+        elif "overlay" in ctx.save:
+            files["image"] = f"{stem}_image.{ext}"
             # Grey (0.5) means zero gradient, and is also what lies outside the model's view.
             rgb = maps.to_original(exp.input_map - 0.5, geometry) + 0.5
-            picture, picture_name = render.rgb_image(rgb.permute(1, 2, 0).cpu().numpy()), files["image"]
-        atomic_write(folder / files["raw_map"], _npy(exp.raw_map.cpu().numpy()))
-        atomic_write(folder / picture_name, _png(picture))
+            picture = render.rgb_image(rgb.permute(1, 2, 0).cpu().numpy())
+            atomic_write(folder / files["image"], encode_picture(picture, ext))
+        if "raw_map" in ctx.save:
+            files["raw_map"] = f"{stem}_raw.npy"
+            atomic_write(folder / files["raw_map"], _npy(exp.raw_map.cpu().numpy()))
         doc["explanations"].append({
             "method": exp.method,
             "class_index": exp.class_index,

@@ -58,6 +58,26 @@ def test_cat_is_found_and_boxed(sample_run):
     assert x0 <= top["peak"][0] < x1 and y0 <= top["peak"][1] < y1
 
 
+def test_box_is_the_papers_rule_on_the_saved_raw_map(sample_run):
+    """15% of the upsampled map's own max (not of a rescaled map), largest segment, mapped back."""
+    import torch
+    from camcli.maps import box_on_original, largest_segment
+    from camcli.preprocess import geometry_for
+    from camcli.models import load_model
+
+    _, out = sample_run
+    data = load_model("tf_efficientnet_lite0", random_weights=True).data
+    for name in ("coffee.png", "chelsea.png", "rocket.jpg"):
+        doc = load(out, name)
+        geometry, _ = geometry_for(doc["source"]["width"], doc["source"]["height"], data)
+        for exp in doc["explanations"]:
+            raw = torch.from_numpy(np.load(out / name / exp["files"]["raw_map"]))
+            up = torch.nn.functional.interpolate(raw[None, None], size=(224, 224), mode="bilinear",
+                                                 align_corners=False)[0, 0].numpy()
+            expected = box_on_original(largest_segment(up >= 0.15 * up.max()), geometry)
+            assert tuple(exp["bbox"]) == expected
+
+
 def test_espresso(sample_run):
     _, out = sample_run
     assert load(out, "coffee.png")["predictions"][0]["class_index"] == 967
@@ -114,6 +134,15 @@ def test_classes_by_name_and_index(sample_copy, tmp_path):
     assert [(e["class_index"], e["rank"]) for e in exps] == [(967, None), (504, None), (968, 2)]
 
 
+@pytest.fixture()
+def empty_caches(monkeypatch, tmp_path):
+    """No pretrained weights cached anywhere, whatever this machine has."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+
+
 @pytest.mark.parametrize("args,message", [
     (["--model", "resnet_18"], "Did you mean"),
     (["--model", "resnet18"], "--weights"),
@@ -122,7 +151,7 @@ def test_classes_by_name_and_index(sample_copy, tmp_path):
     (["--top-k", "0"], "Nothing to explain"),
     (["--device", "cuda:7"], "--device cpu"),
 ])
-def test_usage_errors_exit_2_with_advice(args, message, sample_copy, tmp_path):
+def test_usage_errors_exit_2_with_advice(args, message, sample_copy, tmp_path, empty_caches):
     if "cuda:7" in args:
         import torch
         if torch.cuda.device_count() > 7:
@@ -189,3 +218,72 @@ def test_all_methods(sample_copy, tmp_path):
 def test_unknown_method_exits_2(sample_copy, tmp_path):
     result = CliRunner().invoke(cli, ["explain", str(sample_copy), "-o", str(tmp_path / "o"), "--method", "gradcam++"])
     assert result.exit_code == 2 and "guided-gradcam" in result.output
+
+
+def test_guided_with_reduced_precision(sample_copy, tmp_path):
+    out = tmp_path / "out"
+    result = run("explain", str(sample_copy / "coffee.png"), "-o", str(out), "-q", "--top-k", "2",
+                 "--precision", "bf16", "--method", "gradcam,guided-gradcam")
+    assert result.exit_code == 0, result.output
+    for exp in load(out, "coffee.png")["explanations"]:
+        assert np.isfinite(np.load(out / "coffee.png" / exp["files"]["raw_map"])).all()
+    result = CliRunner().invoke(cli, ["explain", str(sample_copy), "-o", str(out), "--precision", "fp16",
+                                      "--device", "cpu"])
+    assert result.exit_code == 2 and "bf16" in result.output
+
+
+def test_one_unwritable_overlay_fails_that_image_only(sample_copy, tmp_path):
+    Image.new("RGB", (17000, 200), "white").save(sample_copy / "wide.png")  # WebP's limit is 16383
+    out = tmp_path / "out"
+    result = run("explain", str(sample_copy), "-o", str(out), "-q", "--top-k", "1", "--overlay-format", "webp")
+    assert result.exit_code == 1
+    wide = load(out, "wide.png")
+    assert wide["status"] == "error" and wide["error"]["type"] == "WriteError"
+    assert load(out, "coffee.png")["status"] == "ok"
+    assert (out / "coffee.png" / load(out, "coffee.png")["explanations"][0]["files"]["overlay"]).suffix == ".webp"
+    assert json.loads((out / "run.json").read_text())["counts"] == {"ok": 2, "failed": 1, "total": 3}
+
+
+def test_thin_image_stays_small(sample_copy, tmp_path):
+    import resource
+
+    Image.new("RGB", (1, 5000), "gray").save(sample_copy / "strip.png")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result = run("explain", str(sample_copy / "strip.png"), "-o", str(tmp_path / "o"), "-q", "--top-k", "1")
+    assert result.exit_code == 0
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mib < 500  # resizing the whole strip first would take ~1.8 GB
+    exp = load(tmp_path / "o", "strip.png")["explanations"][0]
+    assert np.load(tmp_path / "o" / "strip.png" / exp["files"]["map"]).shape == (5000, 1)
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda d: (d / "notes.heic").write_bytes(b"x"), "No images found"),
+    (lambda d: (d / "labels.txt").write_bytes(b"caf\xe9\n"), "UTF-8"),
+    (lambda d: (d / "run.json").write_bytes(b"x"), "camcli's own run file"),
+])
+def test_more_usage_errors(make, message, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make(folder)
+    args = ["explain", str(folder), "-o", str(tmp_path / "o")]
+    if (folder / "labels.txt").exists():
+        Image.new("RGB", (32, 32)).save(folder / "a.png")
+        args += ["--labels", str(folder / "labels.txt"), "--num-classes", "2", "-m", "resnet18", "--random-weights"]
+    if (folder / "run.json").exists():
+        args[1] = str(folder / "run.json")
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_save_selects_outputs(sample_copy, tmp_path):
+    out = tmp_path / "out"
+    result = run("explain", str(sample_copy / "coffee.png"), "-o", str(out), "-q", "--top-k", "1",
+                 "--save", "raw_map", "--overlay-format", "jpg")
+    assert result.exit_code == 0
+    exp = load(out, "coffee.png")["explanations"][0]
+    assert set(exp["files"]) == {"raw_map"}
+    assert sorted(p.name for p in (out / "coffee.png").iterdir()) == ["explanation.json", exp["files"]["raw_map"]]
+    bad = CliRunner().invoke(cli, ["explain", str(sample_copy), "-o", str(out), "--save", "heatmap"])
+    assert bad.exit_code == 2 and "overlay,map,raw_map" in bad.output

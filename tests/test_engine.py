@@ -134,3 +134,12 @@ def test_channels_last_is_temporary_and_exact(resnet):
     assert [p.data_ptr() for p in resnet.parameters()] == pointers  # the very same storage is back
     assert [p.stride() for p in resnet.parameters()] == strides
     assert torch.allclose(plain, fast, atol=1e-4 * float(plain.abs().max()))
+
+
+def test_channels_last_transformer_layers_are_not_feature_maps():
+    torch.manual_seed(0)
+    model = load_model("swin_tiny_patch4_window7_224", random_weights=True).model
+    info = resolve_layer(model, (224, 224))
+    assert info.name == "patch_embed.proj" and info.kind == "Conv2d"  # its only B×C×H×W feature map
+    with pytest.raises(LayerError, match="channels last"):
+        resolve_layer(model, (224, 224), "norm")

@@ -51,8 +51,8 @@ def test_guided_methods_match_captum(name, samples):
 
     with GradCam(model, layer, guided=True) as cam:
         out = cam(x, lambda logits: logits.topk(20, dim=1).indices)
-    guided, _ = compute(out, "guided-backprop", SIZE)
-    ggc, _ = compute(out, "guided-gradcam", SIZE)
+    guided = compute(out, "guided-backprop", SIZE)[0]
+    ggc = compute(out, "guided-gradcam", SIZE)[0]
     strongest = out.cam().amax(dim=(2, 3)).topk(2, dim=1).indices  # classes with a non-zero CAM
 
     oracle_layer = dict(oracle_model.named_modules())[layer if oracle_model is model else "0"]
@@ -154,7 +154,7 @@ def test_guided_gradcam_is_class_discriminative(lite0, samples):
     x = _images(samples, lite0.data, ("chelsea.png",))
     with GradCam(lite0.model, "bn2", guided=True) as cam:
         out = cam(x, lambda logits: torch.tensor([[282, 967]]))
-    ggc, _ = compute(out, "guided-gradcam", SIZE)
+    ggc = compute(out, "guided-gradcam", SIZE)[0]
     a, b = ggc[0, 0], ggc[0, 1]
     assert (a / a.norm() - b / b.norm()).norm() > 0.1
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from camcli.maps import box, largest_segment, peak, seen_mask, to_original
+from camcli.maps import box, largest_segment, peak, seen_rect, to_original
 from camcli.models import DataConfig
 from camcli.preprocess import geometry_for
 
@@ -58,8 +58,10 @@ def test_to_original_places_map_in_crop_and_zero_outside():
     maps = torch.rand(2, 224, 224)
     out = to_original(maps, geometry)
     assert out.shape == (2, 300, 451)
-    seen = torch.from_numpy(seen_mask(geometry))
-    assert float(out[:, ~seen].abs().max()) == 0.0
+    left, top, right, bottom = seen_rect(geometry)
+    seen = torch.zeros(300, 451, dtype=torch.bool)
+    seen[top:bottom, left:right] = True
+    assert float(out[:, ~seen].abs().max()) == 0.0 and bool((out[:, seen] > 0).all())
     # centre of the crop ↔ centre of the input map
     x0, y0, x1, y1 = geometry.crop_box
     cx, cy = int((x0 + x1) / 2), int((y0 + y1) / 2)
@@ -79,3 +81,35 @@ def test_localize_box_and_peak_in_original_pixels():
                    int(np.ceil((16 + 180) * s)), int(np.ceil((16 + 100) * s)))
     assert found[0] <= top[0] < found[2] and found[1] <= top[1] < found[3]
     assert box(np.zeros((224, 224), np.float32), geometry) is None
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_largest_segment_one_run_per_row(seed):
+    """The vectorized path (at most one run per row) agrees with flood fill too."""
+    rng = np.random.default_rng(1000 + seed)
+    h, w = rng.integers(1, 40), rng.integers(1, 40)
+    mask = np.zeros((h, w), bool)
+    for y in range(h):
+        if rng.random() < 0.8:
+            a = rng.integers(0, w)
+            mask[y, a : a + rng.integers(1, w + 1)] = True
+    found = _components(mask)
+    got = largest_segment(mask)
+    if not found:
+        assert got is None
+        return
+    biggest = max(size for size, _ in found)
+    assert got in [box for size, box in found if size == biggest]
+
+
+def test_back_projection_geometry_is_exact():
+    """A linear ramp sampled back onto the original shows any half-pixel or crop-offset slip."""
+    geometry, _ = geometry_for(451, 300, GEOM_DATA)
+    ramp = torch.arange(224, dtype=torch.float32).expand(224, 224)  # value = input column index
+    out = to_original(ramp[None], geometry)[0]
+    left, top, right, bottom = seen_rect(geometry)
+    x0, _, x1, _ = geometry.crop_box
+    u = torch.arange(left, right, dtype=torch.float32)
+    expected = ((u + 0.5 - x0) / (x1 - x0) * 224 - 0.5).clamp(0, 223)
+    assert torch.allclose(out[top:bottom, left:right], expected.expand(bottom - top, -1), atol=1e-3)
+    assert left == 94 and right == 357  # centres of pixels 94..356 lie inside [93.96, 357.04]

@@ -31,14 +31,19 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("name,layer_name", CASES, ids=[c[0] for c in CASES])
-def test_gradcam_matches_captum_and_pytorch_grad_cam(name, layer_name, samples):
+# camcli's CLI runs CAM-only jobs in channels-last layout: check that path against the oracles too.
+LAYOUTS = [(name, layer, False) for name, layer in CASES] + [("resnet18", None, True), ("tf_efficientnet_lite0", None, True)]
+
+
+@pytest.mark.parametrize("name,layer_name,channels_last", LAYOUTS,
+                         ids=[f"{n}{'-nhwc' if c else ''}" for n, _, c in LAYOUTS])
+def test_gradcam_matches_captum_and_pytorch_grad_cam(name, layer_name, channels_last, samples):
     torch.manual_seed(0)
     loaded = load_model(name, random_weights=name != "tf_efficientnet_lite0")
     model, size = loaded.model, loaded.data.input_size
     layer = resolve_layer(model, size, layer_name).name
     x = torch.stack([to_input(decode(samples / f)[0], loaded.data)[0] for f in ("chelsea.png", "coffee.png")])
-    with GradCam(model, layer) as cam:
+    with GradCam(model, layer, channels_last=channels_last) as cam:
         out = cam(x, lambda logits: logits.topk(20, dim=1).indices)
     # Random weights leave some classes with no positive evidence: an all-zero map proves
     # nothing, so compare the two classes with the strongest maps per image.
