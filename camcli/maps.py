@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Optional
 
@@ -23,20 +24,28 @@ def seen_rect(geometry: Geometry) -> tuple[int, int, int, int]:
     return left, top, max(left, right), max(top, bottom)
 
 
+@functools.lru_cache(maxsize=32)
+def _grid(geometry: Geometry, device: torch.device) -> torch.Tensor:
+    """1×h×w×2 sampling grid of the seen pixels' centres, in grid_sample's [-1, 1] input units.
+    Cached: every class of an image, and the writer threads, share it."""
+    x0, y0, x1, y1 = geometry.crop_box
+    left, top, right, bottom = seen_rect(geometry)
+    xs = (torch.arange(left, right, device=device, dtype=torch.float32) + 0.5 - x0) / (x1 - x0) * 2 - 1
+    ys = (torch.arange(top, bottom, device=device, dtype=torch.float32) + 0.5 - y0) / (y1 - y0) * 2 - 1
+    return torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)[None]
+
+
 def to_original(maps: torch.Tensor, geometry: Geometry) -> torch.Tensor:
     """K×H×W (or K×C×H×W) maps at model-input resolution → K×[C×]height×width on the original image.
 
     Each original pixel centre inside the crop is located in the model input through the crop
     geometry and sampled bilinearly; pixels the model never saw (outside the crop) are 0.
     """
-    x0, y0, x1, y1 = geometry.crop_box
     left, top, right, bottom = seen_rect(geometry)
     flat = maps.reshape(-1, 1, *maps.shape[-2:]).float()
     out = torch.zeros(flat.shape[0], 1, geometry.height, geometry.width, device=maps.device)
     if right > left and bottom > top:
-        xs = (torch.arange(left, right, device=maps.device, dtype=torch.float32) + 0.5 - x0) / (x1 - x0) * 2 - 1
-        ys = (torch.arange(top, bottom, device=maps.device, dtype=torch.float32) + 0.5 - y0) / (y1 - y0) * 2 - 1
-        grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)[None].expand(flat.shape[0], -1, -1, -1)
+        grid = _grid(geometry, maps.device).expand(flat.shape[0], -1, -1, -1)
         out[:, :, top:bottom, left:right] = F.grid_sample(
             flat, grid, mode="bilinear", padding_mode="border", align_corners=False
         )

@@ -100,7 +100,8 @@ def explain(loaded: LoadedModel, items: Sequence[ImageItem], options: EngineOpti
             decoders: Optional[Executor] = None) -> Iterator[Outcome]:
     """Yield one outcome per item, in input order. ``loaded.model`` must already be on the device.
 
-    With ``decoders``, images are decoded and resized there, up to two batches ahead.
+    With ``decoders``, images are decoded and resized there, up to two batches ahead. This is a
+    generator: the model carries camcli's hooks (and eval mode) until it is exhausted or closed.
     """
     model = loaded.model
     conv = any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
