@@ -37,10 +37,7 @@ def _components(mask: np.ndarray) -> list[tuple[int, tuple[int, int, int, int]]]
     return found
 
 
-@pytest.mark.parametrize("seed", range(40))
-def test_largest_segment_matches_flood_fill(seed):
-    rng = np.random.default_rng(seed)
-    mask = rng.random((rng.integers(1, 30), rng.integers(1, 30))) < rng.uniform(0.2, 0.6)
+def _assert_largest(mask: np.ndarray) -> None:
     found = _components(mask)
     got = largest_segment(mask)
     if not found:
@@ -48,6 +45,13 @@ def test_largest_segment_matches_flood_fill(seed):
         return
     biggest = max(size for size, _ in found)
     assert got in [box for size, box in found if size == biggest]  # ties may pick either
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_largest_segment_matches_flood_fill(seed):
+    rng = np.random.default_rng(seed)
+    mask = rng.random((rng.integers(1, 30), rng.integers(1, 30))) < rng.uniform(0.2, 0.6)
+    _assert_largest(mask)
 
 
 GEOM_DATA = DataConfig((224, 224), 256, "bilinear", (0.5,) * 3, (0.5,) * 3)
@@ -93,13 +97,7 @@ def test_largest_segment_one_run_per_row(seed):
         if rng.random() < 0.8:
             a = rng.integers(0, w)
             mask[y, a : a + rng.integers(1, w + 1)] = True
-    found = _components(mask)
-    got = largest_segment(mask)
-    if not found:
-        assert got is None
-        return
-    biggest = max(size for size, _ in found)
-    assert got in [box for size, box in found if size == biggest]
+    _assert_largest(mask)
 
 
 def test_back_projection_geometry_is_exact():
