@@ -24,6 +24,35 @@ class CliError(click.ClickException):
     exit_code = EXIT_USAGE
 
 
+def _apply_config(ctx: click.Context, param: click.Parameter, path: Optional[Path]) -> Optional[Path]:
+    """Eager: the config file's values become this command's defaults (the command line wins)."""
+    if path is None:
+        return None
+    from .config import read_config
+
+    try:
+        values = read_config(path)
+    except CamcliError as exc:
+        raise CliError(str(exc)) from exc
+    names = {}
+    for p in ctx.command.params:
+        if p.name == "config":
+            continue
+        names[p.name] = p.name
+        for opt in getattr(p, "opts", []):
+            if opt.startswith("--"):
+                names[opt[2:].replace("-", "_")] = p.name
+    unknown = [k for k in values if k not in names]
+    if unknown:
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], list(names), n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise click.BadParameter(f"unknown key '{unknown[0]}' in {path}.{hint}", ctx=ctx, param=param)
+    ctx.default_map = {**(ctx.default_map or {}), **{names[k]: v for k, v in values.items()}}
+    return path
+
+
 def _model_options(fn):
     """Options shared by every command that loads a model."""
     for option in reversed([
@@ -53,8 +82,14 @@ def cli() -> None:
 
 
 @cli.command()
+@click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path), is_eager=True,
+              expose_value=False, callback=_apply_config,
+              help="TOML file whose keys (long option names, e.g. top-k, model, inputs) set defaults.")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @_model_options
+@click.option("--include", multiple=True, metavar="GLOB",
+              help="Only files in folders whose relative path or name matches; repeatable (e.g. '*.jpg').")
+@click.option("--exclude", multiple=True, metavar="GLOB", help="Skip files in folders matching; repeatable.")
 @click.option("--layer", help="Target layer name (default: the last layer with a spatial 4-D output). See 'camcli layers'.")
 @click.option("--top-k", type=click.IntRange(min=0), default=None, help="Explain the K most likely classes.  [default: 3, or 0 with --class]")
 @click.option("--class", "class_specs", multiple=True, help="Explain this class (index or label name); repeatable.")
@@ -74,10 +109,12 @@ def cli() -> None:
 @click.option("--colormap", type=click.Choice(["jet", "hot", "gray"]), default="jet", show_default=True)
 @click.option("--alpha", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True, help="Heatmap opacity in overlays.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary on stderr.")
-def explain(inputs, model_name, weights, num_classes, labels_file, random_weights, layer, top_k, class_specs,
+@click.option("--json", "json_lines", is_flag=True,
+              help="Print each image's explanation.json as one line on stdout (and nothing else there).")
+def explain(inputs, model_name, weights, num_classes, labels_file, random_weights, include, exclude, layer, top_k, class_specs,
             method_specs, device, batch_size, workers, precision, save_specs, overlay_format, out_dir, colormap, alpha,
-            quiet) -> None:
-    """Write Grad-CAM explanations for every image in INPUTS (files or folders)."""
+            quiet, json_lines) -> None:
+    """Write Grad-CAM explanations for every image in INPUTS (files or folders; '-' reads paths from stdin)."""
     try:
         code = _explain(**locals())
     except CamcliError as exc:
@@ -85,25 +122,26 @@ def explain(inputs, model_name, weights, num_classes, labels_file, random_weight
     sys.exit(code)
 
 
-def _explain(inputs, model_name, weights, num_classes, labels_file, random_weights, layer, top_k, class_specs,
+def _explain(inputs, model_name, weights, num_classes, labels_file, random_weights, include, exclude, layer, top_k, class_specs,
              method_specs, device, batch_size, workers, precision, save_specs, overlay_format, out_dir, colormap, alpha,
-             quiet) -> int:
+             quiet, json_lines) -> int:
     import timm
     import torch
     import torchvision
     from tqdm import tqdm
 
-    from .discover import discover
+    from .discover import discover, printable, read_path_list
     from .layers import resolve_layer
     from .methods import parse_methods
     from .pipeline import EngineOptions, default_workers, resolve_device, run as run_pipeline
     from .report import Report
     from .targets import Targets, resolve_class
-    from .writer import RunContext, parse_save, write
+    from .writer import RunContext, json_text, parse_save, write
 
     chosen_methods = parse_methods(method_specs)
     save = parse_save(save_specs)
-    items = discover(list(inputs))
+    paths = [p for given in inputs for p in (read_path_list(sys.stdin.buffer) if str(given) == "-" else [given])]
+    items = discover(paths, include, exclude)
     torch_device = resolve_device(device)
     if precision == "fp16" and torch_device.type == "cpu":
         raise CamcliError("--precision fp16 needs a GPU; on the CPU use --precision bf16 or fp32.")
@@ -132,7 +170,7 @@ def _explain(inputs, model_name, weights, num_classes, labels_file, random_weigh
         "torchvision": torchvision.__version__, "timm": timm.__version__,
         "model": model_info, "device": str(torch_device),
         "options": {
-            "inputs": [str(p) for p in inputs], "methods": list(chosen_methods), "classes": list(classes), "top_k": targets.top_k,
+            "inputs": [printable(p) for p in paths], "include": list(include), "exclude": list(exclude), "methods": list(chosen_methods), "classes": list(classes), "top_k": targets.top_k,
             "batch_size": batch_size, "workers": workers or default_workers(), "precision": precision,
             "save": sorted(save | {"json"}), "overlay_format": overlay_format,
             "colormap": colormap, "alpha": alpha, "out": str(out_dir),
@@ -149,7 +187,9 @@ def _explain(inputs, model_name, weights, num_classes, labels_file, random_weigh
     try:
         with tqdm(total=len(items), unit="img", file=sys.stderr, disable=quiet, desc="explain") as bar:
             for item, doc in run_pipeline(loaded, items, options, partial(write, out_dir, ctx=ctx)):
-                report.add(item.rel.as_posix(), doc)
+                line = report.add(printable(item.rel), doc)
+                if json_lines:
+                    click.echo(json_text({"json": printable(out_dir / line["json"]), **doc}))
                 bar.update(1)
     except BaseException as exc:
         with suppress(OSError):  # record how far the run got, if the output folder still takes it

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from pathlib import Path, PurePosixPath
-from typing import Iterator, Sequence
+from typing import BinaryIO, Iterator, Sequence
 
 from .errors import CamcliError
 from .records import ImageItem
@@ -15,21 +16,50 @@ IMAGE_SUFFIXES = frozenset(
 )
 
 
-def _walk(root: Path) -> Iterator[Path]:
-    """Files below ``root`` with image suffixes, sorted, skipping hidden entries."""
-    for dirpath, dirnames, filenames in os.walk(root):
+def _walk(root: Path, include: Sequence[str], exclude: Sequence[str]) -> Iterator[Path]:
+    """Files below ``root`` with image suffixes, sorted, skipping hidden entries.
+
+    Symlinked folders are followed, each real folder once, so a link loop ends the descent.
+    ``include`` / ``exclude`` globs match the path relative to ``root`` or the file name.
+    """
+    visited: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        info = os.stat(dirpath)
+        if (info.st_dev, info.st_ino) in visited:
+            dirnames[:] = []
+            continue
+        visited.add((info.st_dev, info.st_ino))
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
-            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES:
-                yield Path(dirpath) / name
+            if name.startswith(".") or Path(name).suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            path = Path(dirpath) / name
+            rel = path.relative_to(root).as_posix()
+            if include and not any(fnmatch.fnmatch(rel, g) or fnmatch.fnmatch(name, g) for g in include):
+                continue
+            if any(fnmatch.fnmatch(rel, g) or fnmatch.fnmatch(name, g) for g in exclude):
+                continue
+            yield path
 
 
-def discover(inputs: Sequence[Path]) -> list[ImageItem]:
+def printable(path: os.PathLike | str) -> str:
+    """A path as text for JSON and terminals: bytes that are not UTF-8 become \\xNN escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def read_path_list(stream: BinaryIO) -> list[Path]:
+    """Paths, one per line (as `find` or `git diff --name-only` print them); blank lines skipped.
+
+    Read as bytes and decoded as the OS does, so names that are not UTF-8 still work."""
+    return [Path(os.fsdecode(line.rstrip(b"\r\n"))) for line in stream if line.strip()]
+
+
+def discover(inputs: Sequence[Path], include: Sequence[str] = (), exclude: Sequence[str] = ()) -> list[ImageItem]:
     """Expand files and folders into image items.
 
     A folder contributes its image files (by suffix), recursively; a file named explicitly is
     always taken, whatever its suffix, so that a bad file is reported rather than ignored.
-    Each item's ``rel`` mirrors its path under its input folder (with several inputs, prefixed by
+    ``include`` / ``exclude`` globs filter what folders contribute. Each item's ``rel`` mirrors its path under its input folder (with several inputs, prefixed by
     that folder's name so outputs stay apart); a file given directly maps to its own name.
     """
     items: list[ImageItem] = []
@@ -39,7 +69,7 @@ def discover(inputs: Sequence[Path]) -> list[ImageItem]:
             raise CamcliError(f"Input path '{given}' does not exist. Check the spelling or pass an existing file or folder.")
         if given.is_dir():
             prefix = PurePosixPath(given.resolve().name) if len(inputs) > 1 else PurePosixPath()
-            found = ((p, PurePosixPath(p.relative_to(given).as_posix())) for p in _walk(given))
+            found = ((p, PurePosixPath(p.relative_to(given).as_posix())) for p in _walk(given, include, exclude))
         else:
             prefix, found = PurePosixPath(), iter([(given, PurePosixPath(given.name))])
         for path, rel in found:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from .discover import printable
 from .errors import ImageError
 from .models import DataConfig
 from .records import Failure, Geometry, ImageItem, Prepared, SourceInfo
@@ -117,7 +118,7 @@ def prepare(item: ImageItem, data: DataConfig) -> Prepared | Failure:
     except OSError as exc:
         reason = "Permission denied" if isinstance(exc, PermissionError) else (exc.strerror or str(exc))
         return Failure(item, "ImageError", f"Cannot read {item.path}: {reason}")
-    source = SourceInfo(str(item.path), digest)
+    source = SourceInfo(printable(item.path), digest)
     try:
         rgb, mode = decode(item.path)
         tensor, geometry = to_input(rgb, data)
@@ -125,5 +126,5 @@ def prepare(item: ImageItem, data: DataConfig) -> Prepared | Failure:
         return Failure(item, "ImageError", str(exc), source)
     except Exception as exc:  # whatever a decoder throws, it fails this image only
         return Failure(item, type(exc).__name__, f"Cannot use {item.path}: {exc}", source)
-    source = SourceInfo(str(item.path), digest, rgb.width, rgb.height, mode)
+    source = SourceInfo(printable(item.path), digest, rgb.width, rgb.height, mode)
     return Prepared(item=item, source=source, image=rgb, tensor=tensor, geometry=geometry)

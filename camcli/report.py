@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Optional
 
-from .writer import JSON_NAME, atomic_write
+from .writer import JSON_NAME, atomic_write, json_text
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
@@ -43,7 +42,7 @@ class Report:
             self.ok += 1
         else:
             self.failed.append({"path": line["path"], "error": line["error"]})
-        self._summary.write(json.dumps(line, ensure_ascii=False) + "\n")
+        self._summary.write(json_text(line) + "\n")
         self._summary.flush()
         return line
 
@@ -64,5 +63,5 @@ class Report:
             "counts": {"ok": self.ok, "failed": len(self.failed), "total": self.ok + len(self.failed)},
             "failures": self.failed,
         }
-        atomic_write(self.out_root / "run.json", (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+        atomic_write(self.out_root / "run.json", (json_text(doc, indent=2) + "\n").encode("utf-8"))
         return doc

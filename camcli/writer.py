@@ -49,6 +49,11 @@ class RunContext:
     overlay_format: str = "png"
 
 
+def json_text(doc: Any, indent: int | None = None) -> str:
+    """JSON as UTF-8-safe text: undecodable bytes of file names (lone surrogates) become \\udcNN."""
+    return json.dumps(doc, indent=indent, ensure_ascii=False).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
@@ -93,7 +98,7 @@ def write(out_root: Path, result: Union[ImageResult, Failure], ctx: RunContext) 
     except Exception as exc:  # e.g. an image too large for the chosen overlay format
         doc = _write_error_doc(result, ctx, exc)
     try:
-        atomic_write(folder / JSON_NAME, (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+        atomic_write(folder / JSON_NAME, (json_text(doc, indent=2) + "\n").encode("utf-8"))
     except OSError as exc:
         if exc.errno in FATAL_ERRNOS:
             raise

@@ -287,3 +287,19 @@ def test_save_selects_outputs(sample_copy, tmp_path):
     assert sorted(p.name for p in (out / "coffee.png").iterdir()) == ["explanation.json", exp["files"]["raw_map"]]
     bad = CliRunner().invoke(cli, ["explain", str(sample_copy), "-o", str(out), "--save", "heatmap"])
     assert bad.exit_code == 2 and "overlay,map,raw_map" in bad.output
+
+
+def test_stdin_and_odd_file_names(sample_copy, tmp_path):
+    import os
+
+    odd = [sample_copy / "café ☕.png", Path(os.fsdecode(bytes(sample_copy) + b"/caf\xe9.png"))]
+    shutil.copy(sample_copy / "coffee.png", odd[0])
+    shutil.copy(sample_copy / "coffee.png", odd[1])
+    out = tmp_path / "out"
+    listing = b"".join(os.fsencode(p) + b"\n" for p in odd)  # as `find` prints them: raw bytes
+    result = CliRunner().invoke(cli, ["explain", "-", "-o", str(out), "--top-k", "1", "--json", "-q"], input=listing)
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["source"]["path"].rsplit("/", 1)[1] for line in lines] == ["café ☕.png", "caf\\xe9.png"]
+    assert (out / "café ☕.png" / "explanation.json").is_file()
+    assert len(list(out.iterdir())) == 4  # two image folders, run.json, summary.jsonl

@@ -38,3 +38,22 @@ def test_collisions_and_missing_paths(tmp_path):
         discover([a, b])
     with pytest.raises(CamcliError, match="does not exist"):
         discover([tmp_path / "missing"])
+
+
+def test_include_exclude_and_symlink_loops(tmp_path):
+    for name in ("a/keep.jpg", "a/skip.png", "b/keep2.jpg", "b/deep/x.jpg"):
+        _touch(tmp_path / name)
+    (tmp_path / "b" / "loop").symlink_to(tmp_path / "b")  # a cycle: must not recurse forever
+    (tmp_path / "a" / "other").symlink_to(tmp_path / "b")  # a real second route to b: followed once
+    got = [i.rel.as_posix() for i in discover([tmp_path], include=["*.jpg"], exclude=["*/deep/*"])]
+    assert got == ["a/keep.jpg", "a/other/keep2.jpg"]  # b itself is reached first through a/other
+
+
+def test_paths_from_stdin_list():
+    import io
+    import os
+
+    from camcli.discover import read_path_list
+
+    listing = io.BytesIO(b"x.jpg\n\n  \nsub/y z.png\r\ncaf\xe9.png\n")
+    assert read_path_list(listing) == [Path("x.jpg"), Path("sub/y z.png"), Path(os.fsdecode(b"caf\xe9.png"))]
