@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import platform
+import signal
 import sys
-from contextlib import suppress
+import threading
+from contextlib import contextmanager, suppress
 from functools import partial
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import click
 
 from . import __version__
 from .errors import CamcliError
-from .report import EXIT_USAGE
+from .report import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE
 
 MODEL_HELP = "timm model name (or timm:NAME), or a torchvision model as tv:NAME."
 
@@ -53,6 +55,27 @@ def _apply_config(ctx: click.Context, param: click.Parameter, path: Optional[Pat
     return path
 
 
+@contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """SIGINT / SIGTERM ask the run to stop after the current batch; a second SIGINT stops at once."""
+    stop = threading.Event()
+
+    def ask_to_stop(signum: int, frame: object) -> None:
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        click.echo(f"\n{signal.Signals(signum).name}: finishing the current batch (Ctrl-C again to stop now).", err=True)
+
+    if threading.current_thread() is not threading.main_thread():  # signals only reach the main thread
+        yield stop
+        return
+    previous = {sig: signal.signal(sig, ask_to_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def _model_options(fn):
     """Options shared by every command that loads a model."""
     for option in reversed([
@@ -75,13 +98,20 @@ def _load(model_name, weights, num_classes, labels_file, random_weights):
                       random_weights=random_weights)
 
 
+def _debug_option(fn):
+    """--debug is read by main() from the raw arguments; declared here so it is valid anywhere."""
+    return click.option("--debug", is_flag=True, expose_value=False, help="Show tracebacks of internal errors.")(fn)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="camcli")
+@_debug_option
 def cli() -> None:
     """Explain image classifiers with Grad-CAM, for whole folders of images."""
 
 
 @cli.command()
+@_debug_option
 @click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path), is_eager=True,
               expose_value=False, callback=_apply_config,
               help="TOML file whose keys (long option names, e.g. top-k, model, inputs) set defaults.")
@@ -109,11 +139,13 @@ def cli() -> None:
 @click.option("--colormap", type=click.Choice(["jet", "hot", "gray"]), default="jet", show_default=True)
 @click.option("--alpha", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True, help="Heatmap opacity in overlays.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary on stderr.")
+@click.option("--resume/--overwrite", default=True, show_default=True,
+              help="Skip images whose outputs are complete, from the same file content and settings; or redo all.")
 @click.option("--json", "json_lines", is_flag=True,
               help="Print each image's explanation.json as one line on stdout (and nothing else there).")
 def explain(inputs, model_name, weights, num_classes, labels_file, random_weights, include, exclude, layer, top_k, class_specs,
             method_specs, device, batch_size, workers, precision, save_specs, overlay_format, out_dir, colormap, alpha,
-            quiet, json_lines) -> None:
+            quiet, resume, json_lines) -> None:
     """Write Grad-CAM explanations for every image in INPUTS (files or folders; '-' reads paths from stdin)."""
     try:
         code = _explain(**locals())
@@ -124,7 +156,7 @@ def explain(inputs, model_name, weights, num_classes, labels_file, random_weight
 
 def _explain(inputs, model_name, weights, num_classes, labels_file, random_weights, include, exclude, layer, top_k, class_specs,
              method_specs, device, batch_size, workers, precision, save_specs, overlay_format, out_dir, colormap, alpha,
-             quiet, json_lines) -> int:
+             quiet, resume, json_lines) -> int:
     import timm
     import torch
     import torchvision
@@ -136,7 +168,8 @@ def _explain(inputs, model_name, weights, num_classes, labels_file, random_weigh
     from .pipeline import EngineOptions, default_workers, resolve_device, run as run_pipeline
     from .report import Report
     from .targets import Targets, resolve_class
-    from .writer import RunContext, json_text, parse_save, write
+    from .records import Skipped
+    from .writer import RunContext, finished_doc, fingerprint, item_of, json_text, parse_save, write
 
     chosen_methods = parse_methods(method_specs)
     save = parse_save(save_specs)
@@ -176,21 +209,40 @@ def _explain(inputs, model_name, weights, num_classes, labels_file, random_weigh
             "colormap": colormap, "alpha": alpha, "out": str(out_dir),
         },
     }
+    weights_id = loaded.weights
+    if weights is not None:  # a local file: its size and time stand in for its content
+        stat = Path(weights).stat()
+        weights_id = f"{weights}:{stat.st_size}:{stat.st_mtime_ns}"
+    settings = {
+        "camcli": __version__, "model": str(loaded.ref), "weights": weights_id, "labels": list(loaded.labels),
+        "layer": target.name, "methods": list(chosen_methods), "classes": list(classes), "top_k": targets.top_k,
+        "batch_size": batch_size, "device": torch_device.type, "precision": precision, "save": sorted(save),
+        "overlay_format": overlay_format, "colormap": colormap, "alpha": alpha, "preprocess": preprocess_info,
+    }
     ctx = RunContext(model=model_info, preprocess=preprocess_info, colormap=colormap, alpha=alpha, save=save,
-                     overlay_format=overlay_format)
+                     overlay_format=overlay_format, fingerprint=fingerprint(settings))
+    run_info["fingerprint"] = ctx.fingerprint
+    run_info["options"]["resume"] = resume
     options = EngineOptions(layer=target.name, targets=targets, device=torch_device, batch_size=batch_size,
                             methods=chosen_methods, precision=precision, workers=workers or default_workers())
     try:
         report = Report(out_dir, run_info)
     except OSError as exc:
         raise CamcliError(f"Cannot write to output folder '{out_dir}': {exc.strerror or exc}. Pass a writable --out DIR.") from exc
+    done = partial(finished_doc, out_dir, ctx=ctx) if resume else None
     try:
-        with tqdm(total=len(items), unit="img", file=sys.stderr, disable=quiet, desc="explain") as bar:
-            for item, doc in run_pipeline(loaded, items, options, partial(write, out_dir, ctx=ctx)):
-                line = report.add(printable(item.rel), doc)
+        with tqdm(total=len(items), unit="img", file=sys.stderr, disable=quiet, desc="explain") as bar, \
+                _stop_on_signals() as stop:
+            for outcome, doc in run_pipeline(loaded, items, options, partial(write, out_dir, ctx=ctx), done, stop):
+                line = report.add(printable(item_of(outcome).rel), doc, skipped=isinstance(outcome, Skipped))
                 if json_lines:
                     click.echo(json_text({"json": printable(out_dir / line["json"]), **doc}))
                 bar.update(1)
+            if stop.is_set():
+                report.close(status="interrupted")
+                click.echo("Interrupted: stopped after the current batch. Run the same command again to resume.",
+                           err=True)
+                return EXIT_INTERRUPTED
     except BaseException as exc:
         with suppress(OSError):  # record how far the run got, if the output folder still takes it
             report.close(status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
@@ -201,7 +253,9 @@ def _explain(inputs, model_name, weights, num_classes, labels_file, random_weigh
     summary = report.close()
     if not quiet:
         counts = summary["counts"]
-        click.echo(f"{counts['total']} image{'' if counts['total'] == 1 else 's'}: {counts['ok']} ok, {counts['failed']} failed. Outputs in {out_dir}/", err=True)
+        skipped = f", {counts['skipped']} skipped (already done)" if counts["skipped"] else ""
+        click.echo(f"{counts['total']} image{'' if counts['total'] == 1 else 's'}: {counts['ok']} ok, "
+                   f"{counts['failed']} failed{skipped}. Outputs in {out_dir}/", err=True)
         for failure in summary["failures"]:
             click.echo(f"  failed: {failure['path']}: {failure['error']}", err=True)
     return report.exit_code
@@ -248,4 +302,12 @@ def models(pattern: str, source: str) -> None:
 
 
 def main() -> None:
-    cli(prog_name="camcli")
+    """The console script: unexpected errors print one line (exit 3), tracebacks only with --debug."""
+    try:
+        cli(prog_name="camcli")
+    except Exception as exc:  # click already turned usage errors into exit codes; this is a bug
+        if "--debug" in sys.argv[1:]:
+            raise
+        click.echo(f"camcli: internal error: {type(exc).__name__}: {exc}. Run again with --debug for the "
+                   "traceback, and please report it.", err=True)
+        sys.exit(EXIT_INTERNAL)

@@ -9,6 +9,7 @@ order: memory does not grow with the number of images.
 from __future__ import annotations
 
 import os
+import threading
 from collections import deque
 from contextlib import nullcontext
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
@@ -24,11 +25,11 @@ from .errors import CamcliError
 from .engine import GradCam
 from .models import LoadedModel
 from .preprocess import prepare
-from .records import Explanation, Failure, ImageItem, ImageResult, Prediction, Prepared
+from .records import Explanation, Failure, ImageItem, ImageResult, Prediction, Prepared, Skipped
 from .targets import Targets
 from .writer import TOP_PREDICTIONS
 
-Outcome = Union[ImageResult, Failure]
+Outcome = Union[ImageResult, Failure, Skipped]
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -97,46 +98,56 @@ def _ahead(pool: Executor, fn: Callable[[T], R], items: Iterable[T], window: int
 
 
 def explain(loaded: LoadedModel, items: Sequence[ImageItem], options: EngineOptions,
-            decoders: Optional[Executor] = None) -> Iterator[Outcome]:
+            decoders: Optional[Executor] = None, done: Optional[Callable[[ImageItem, str], Optional[dict]]] = None,
+            stop: Optional[threading.Event] = None) -> Iterator[Outcome]:
     """Yield one outcome per item, in input order. ``loaded.model`` must already be on the device.
 
-    With ``decoders``, images are decoded and resized there, up to two batches ahead. This is a
-    generator: the model carries camcli's hooks (and eval mode) until it is exhausted or closed.
+    With ``decoders``, images are decoded and resized there, up to two batches ahead. ``done``
+    recognizes images finished by an earlier run (see ``prepare``): a batch made only of those is
+    skipped; a batch only partly finished is redone whole, because the same batch as in an
+    uninterrupted run gives bit-identical results. When ``stop`` is set, no further batch starts.
+    This is a generator: the model carries camcli's hooks (and eval mode) until it is exhausted
+    or closed.
     """
     model = loaded.model
     conv = any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
     guided = methods.needs_guided(options.methods)
-    prepare_one = partial(prepare, data=loaded.data)
-    stream: Iterable[Union[Prepared, Failure]] = (
+    prepare_one = partial(prepare, data=loaded.data, done=done)
+    stream: Iterable[Union[Prepared, Failure, Skipped]] = (
         _ahead(decoders, prepare_one, items, 2 * options.batch_size) if decoders else map(prepare_one, items)
     )
     with GradCam(model, options.layer, guided=guided, channels_last=conv and options.channels_last) as cam:
-        for prepared in batches(stream, options.batch_size):
-            good = [p for p in prepared if isinstance(p, Prepared)]
+        for chunk in batches(stream, options.batch_size):
+            if stop is not None and stop.is_set():
+                return
+            if not all(isinstance(p, Skipped) for p in chunk):
+                chunk = [prepare(p.item, loaded.data) if isinstance(p, Skipped) else p for p in chunk]
+            good = [p for p in chunk if isinstance(p, Prepared)]
             results = iter(_explain_batch(cam, loaded, good, options) if good else [])
-            for p in prepared:
+            for p in chunk:
                 yield next(results) if isinstance(p, Prepared) else p
 
 
 def run(loaded: LoadedModel, items: Sequence[ImageItem], options: EngineOptions,
-        write: Callable[[Outcome], R]) -> Iterator[tuple[ImageItem, R]]:
-    """Explain and ``write`` every item; yields (item, what ``write`` returned) in input order.
+        write: Callable[[Outcome], R], done: Optional[Callable[[ImageItem, str], Optional[dict]]] = None,
+        stop: Optional[threading.Event] = None) -> Iterator[tuple[Outcome, R]]:
+    """Explain and ``write`` every item; yields (outcome, what ``write`` returned) in input order.
 
-    Writing runs in a pool of ``options.workers`` threads with at most two batches in flight.
+    Writing runs in a pool of ``options.workers`` threads with at most two batches in flight;
+    after ``stop`` is set, what was started is still written.
     """
     limit = 2 * options.batch_size
     with ThreadPoolExecutor(options.workers, thread_name_prefix="camcli-decode") as decoders, \
             ThreadPoolExecutor(options.workers, thread_name_prefix="camcli-write") as writers:
-        pending: deque[tuple[ImageItem, Future]] = deque()
-        for outcome in explain(loaded, items, options, decoders):
-            item = outcome.prepared.item if isinstance(outcome, ImageResult) else outcome.item
-            pending.append((item, writers.submit(write, outcome)))
+        pending: deque[tuple[Outcome, Future]] = deque()
+        for outcome in explain(loaded, items, options, decoders, done, stop):
+            pending.append((outcome, writers.submit(write, outcome)))
             while pending and (len(pending) > limit or pending[0][1].done()):
-                item, done = pending.popleft()
-                yield item, done.result()
+                outcome, finished = pending.popleft()
+                yield outcome, finished.result()
         while pending:
-            item, done = pending.popleft()
-            yield item, done.result()
+            outcome, finished = pending.popleft()
+            yield outcome, finished.result()
 
 
 def _explain_batch(cam: GradCam, loaded: LoadedModel, batch: list[Prepared], options: EngineOptions) -> list[ImageResult]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -17,7 +18,7 @@ from PIL import Image, ImageOps
 from .discover import printable
 from .errors import ImageError
 from .models import DataConfig
-from .records import Failure, Geometry, ImageItem, Prepared, SourceInfo
+from .records import Failure, Geometry, ImageItem, Prepared, Skipped, SourceInfo
 
 _RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
@@ -111,13 +112,20 @@ def to_input(rgb: Image.Image, data: DataConfig) -> tuple[torch.Tensor, Geometry
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))), geometry
 
 
-def prepare(item: ImageItem, data: DataConfig) -> Prepared | Failure:
-    """Decode and preprocess one item; an unusable file becomes a Failure, never an exception."""
+def prepare(item: ImageItem, data: DataConfig,
+            done: Optional[Callable[[ImageItem, str], Optional[dict]]] = None) -> Prepared | Failure | Skipped:
+    """Decode and preprocess one item; an unusable file becomes a Failure, never an exception.
+
+    ``done(item, sha256)`` may return the item's finished explanation.json: it is then not decoded.
+    """
     try:
         digest = sha256_of(item.path)
     except OSError as exc:
         reason = "Permission denied" if isinstance(exc, PermissionError) else (exc.strerror or str(exc))
-        return Failure(item, "ImageError", f"Cannot read {item.path}: {reason}")
+        return Failure(item, "ImageError", f"Cannot read {printable(item.path)}: {reason}")
+    previous = done(item, digest) if done else None
+    if previous is not None:
+        return Skipped(item, previous)
     source = SourceInfo(printable(item.path), digest)
     try:
         rgb, mode = decode(item.path)
@@ -125,6 +133,6 @@ def prepare(item: ImageItem, data: DataConfig) -> Prepared | Failure:
     except ImageError as exc:
         return Failure(item, "ImageError", str(exc), source)
     except Exception as exc:  # whatever a decoder throws, it fails this image only
-        return Failure(item, type(exc).__name__, f"Cannot use {item.path}: {exc}", source)
+        return Failure(item, type(exc).__name__, f"Cannot use {printable(item.path)}: {exc}", source)
     source = SourceInfo(printable(item.path), digest, rgb.width, rgb.height, mode)
     return Prepared(item=item, source=source, image=rgb, tensor=tensor, geometry=geometry)

@@ -73,6 +73,14 @@ class Failure:
 
 
 @dataclass(frozen=True)
+class Skipped:
+    """An input whose outputs from an earlier run are complete and current (``--resume``)."""
+
+    item: ImageItem
+    doc: dict  # its explanation.json, as written then
+
+
+@dataclass(frozen=True)
 class Prediction:
     class_index: int
     label: str

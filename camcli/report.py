@@ -11,6 +11,8 @@ from .writer import JSON_NAME, atomic_write, json_text
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERNAL = 3
+EXIT_INTERRUPTED = 130
 
 
 class Report:
@@ -20,13 +22,18 @@ class Report:
         self.out_root = out_root
         self.run_info = run_info
         self.ok = 0
+        self.skipped = 0
         self.failed: list[dict[str, str]] = []
         self.started = time.time()
         out_root.mkdir(parents=True, exist_ok=True)
         self._summary = open(out_root / "summary.jsonl", "w", encoding="utf-8")
 
-    def add(self, rel: str, doc: dict[str, Any]) -> dict[str, Any]:
-        """Record one image's explanation.json document; returns its summary line."""
+    def add(self, rel: str, doc: dict[str, Any], skipped: bool = False) -> dict[str, Any]:
+        """Record one image's explanation.json document; returns its summary line.
+
+        An image skipped by --resume gets the same line as when it was done; it counts as skipped,
+        or as failed if its outputs record a failure.
+        """
         top: Optional[dict[str, Any]] = None
         if doc["predictions"]:
             best = doc["predictions"][0]
@@ -38,10 +45,12 @@ class Report:
             "json": f"{rel}/{JSON_NAME}",
             "error": doc["error"]["message"] if doc["error"] else None,
         }
-        if doc["status"] == "ok":
-            self.ok += 1
-        else:
+        if doc["status"] != "ok":  # failed now or in the run that is being resumed: still failed
             self.failed.append({"path": line["path"], "error": line["error"]})
+        elif skipped:
+            self.skipped += 1
+        else:
+            self.ok += 1
         self._summary.write(json_text(line) + "\n")
         self._summary.flush()
         return line
@@ -60,7 +69,8 @@ class Report:
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started)),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(finished)),
             "seconds": round(finished - self.started, 3),
-            "counts": {"ok": self.ok, "failed": len(self.failed), "total": self.ok + len(self.failed)},
+            "counts": {"ok": self.ok, "failed": len(self.failed), "skipped": self.skipped,
+                       "total": self.ok + len(self.failed) + self.skipped},
             "failures": self.failed,
         }
         atomic_write(self.out_root / "run.json", (json_text(doc, indent=2) + "\n").encode("utf-8"))

@@ -4,19 +4,20 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
 
 from . import maps, render
 from .encoding import encode_picture
-from .records import Failure, ImageResult
+from .records import Failure, ImageItem, ImageResult, Skipped
 
 SCHEMA_VERSION = 1
 JSON_NAME = "explanation.json"
@@ -47,6 +48,31 @@ class RunContext:
     alpha: float = 0.5
     save: frozenset[str] = frozenset({"overlay", "map", "raw_map"})  # explanation.json is always written
     overlay_format: str = "png"
+    fingerprint: str = ""  # of every setting that shapes the outputs; --resume compares it
+
+
+def fingerprint(settings: dict[str, Any]) -> str:
+    """A stable digest of the settings that determine an image's outputs."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()[:32]
+
+
+def finished_doc(out_root: Path, item: ImageItem, sha256: str, ctx: RunContext) -> Optional[dict[str, Any]]:
+    """The item's explanation.json if an earlier run finished it from these bytes with these settings.
+
+    Finished means: the JSON exists (it is written last), names this fingerprint and sha256, is not
+    a write failure (those may be transient), and every file it lists is there.
+    """
+    folder = out_root / item.rel
+    try:
+        doc = json.loads((folder / JSON_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if doc.get("fingerprint") != ctx.fingerprint or (doc.get("source") or {}).get("sha256") != sha256:
+        return None
+    if doc.get("status") != "ok" and (doc.get("error") or {}).get("type") == "WriteError":
+        return None
+    files = [name for exp in doc.get("explanations", []) for name in exp.get("files", {}).values()]
+    return doc if all((folder / name).is_file() for name in files) else None
 
 
 def json_text(doc: Any, indent: int | None = None) -> str:
@@ -71,25 +97,33 @@ def _npy(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def item_of(result: Union[ImageResult, Failure, Skipped]) -> ImageItem:
+    return result.prepared.item if isinstance(result, ImageResult) else result.item
+
+
 def output_dir(out_root: Path, result: Union[ImageResult, Failure]) -> Path:
-    item = result.prepared.item if isinstance(result, ImageResult) else result.item
-    return out_root / item.rel
+    return out_root / item_of(result).rel
 
 
 # The output location itself is unusable: stop the run rather than fail every image after it.
 FATAL_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT})
 
 
-def write(out_root: Path, result: Union[ImageResult, Failure], ctx: RunContext) -> dict[str, Any]:
+def write(out_root: Path, result: Union[ImageResult, Failure, Skipped], ctx: RunContext) -> dict[str, Any]:
     """Write all outputs of one image; returns the explanation.json document.
 
     A failure that concerns this image alone (an encoder limit, a name the file system refuses)
-    becomes an error document for it; an unusable output location raises OSError.
+    becomes an error document for it; an unusable output location raises OSError. A skipped
+    image's document is returned as it is.
     """
+    if isinstance(result, Skipped):
+        return result.doc
     folder = output_dir(out_root, result)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / JSON_NAME).unlink(missing_ok=True)  # until rewritten, the folder reads as incomplete
+        for stale in folder.glob(".*.tmp*"):  # left by a run that was killed while writing here
+            stale.unlink(missing_ok=True)
         doc = _failure_doc(result, ctx) if isinstance(result, Failure) else _write_result(folder, result, ctx)
     except OSError as exc:
         if exc.errno in FATAL_ERRNOS:
@@ -116,6 +150,7 @@ def _write_error_doc(result: Union[ImageResult, Failure], ctx: RunContext, exc: 
 def _base_doc(source, ctx: RunContext) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,
+        "fingerprint": ctx.fingerprint,
         "status": "ok",
         "error": None,
         "source": None if source is None else {

@@ -43,7 +43,7 @@ def test_sample_run_succeeds(sample_run, samples):
     assert [Path(line["path"]).name for line in lines] == images
     assert all(line["status"] == "ok" and (out / line["json"]).is_file() for line in lines)
     run_doc = json.loads((out / "run.json").read_text())
-    assert run_doc["counts"] == {"ok": len(images), "failed": 0, "total": len(images)}
+    assert run_doc["counts"] == {"ok": len(images), "failed": 0, "skipped": 0, "total": len(images)}
     assert run_doc["model"]["weights"].startswith("bundled:") and run_doc["status"] == "complete"
 
 
@@ -241,7 +241,7 @@ def test_one_unwritable_overlay_fails_that_image_only(sample_copy, tmp_path):
     assert wide["status"] == "error" and wide["error"]["type"] == "WriteError"
     assert load(out, "coffee.png")["status"] == "ok"
     assert (out / "coffee.png" / load(out, "coffee.png")["explanations"][0]["files"]["overlay"]).suffix == ".webp"
-    assert json.loads((out / "run.json").read_text())["counts"] == {"ok": 2, "failed": 1, "total": 3}
+    assert json.loads((out / "run.json").read_text())["counts"] == {"ok": 2, "failed": 1, "skipped": 0, "total": 3}
 
 
 def test_thin_image_stays_small(sample_copy, tmp_path):
