@@ -52,6 +52,7 @@ def _apply_config(ctx: click.Context, param: click.Parameter, path: Optional[Pat
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise click.BadParameter(f"unknown key '{unknown[0]}' in {path}.{hint}", ctx=ctx, param=param)
     ctx.default_map = {**(ctx.default_map or {}), **{names[k]: v for k, v in values.items()}}
+    ctx.meta["camcli.config"] = str(path)
     return path
 
 
@@ -139,13 +140,15 @@ def cli() -> None:
 @click.option("--colormap", type=click.Choice(["jet", "hot", "gray"]), default="jet", show_default=True)
 @click.option("--alpha", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True, help="Heatmap opacity in overlays.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary on stderr.")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=100_000_000, show_default=True,
+              help="Refuse images with more pixels than this (a decompression-bomb guard), from the header.")
 @click.option("--resume/--overwrite", default=True, show_default=True,
               help="Skip images whose outputs are complete, from the same file content and settings; or redo all.")
 @click.option("--json", "json_lines", is_flag=True,
               help="Print each image's explanation.json as one line on stdout (and nothing else there).")
 def explain(inputs, model_name, weights, num_classes, labels_file, random_weights, include, exclude, layer, top_k, class_specs,
             method_specs, device, batch_size, workers, precision, save_specs, overlay_format, out_dir, colormap, alpha,
-            quiet, resume, json_lines) -> None:
+            quiet, max_pixels, resume, json_lines) -> None:
     """Write Grad-CAM explanations for every image in INPUTS (files or folders; '-' reads paths from stdin)."""
     try:
         code = _explain(**locals())
@@ -156,7 +159,7 @@ def explain(inputs, model_name, weights, num_classes, labels_file, random_weight
 
 def _explain(inputs, model_name, weights, num_classes, labels_file, random_weights, include, exclude, layer, top_k, class_specs,
              method_specs, device, batch_size, workers, precision, save_specs, overlay_format, out_dir, colormap, alpha,
-             quiet, resume, json_lines) -> int:
+             quiet, max_pixels, resume, json_lines) -> int:
     import timm
     import torch
     import torchvision
@@ -206,7 +209,7 @@ def _explain(inputs, model_name, weights, num_classes, labels_file, random_weigh
             "inputs": [printable(p) for p in paths], "include": list(include), "exclude": list(exclude), "methods": list(chosen_methods), "classes": list(classes), "top_k": targets.top_k,
             "batch_size": batch_size, "workers": workers or default_workers(), "precision": precision,
             "save": sorted(save | {"json"}), "overlay_format": overlay_format,
-            "colormap": colormap, "alpha": alpha, "out": str(out_dir),
+            "colormap": colormap, "alpha": alpha, "out": str(out_dir), "max_pixels": max_pixels,
         },
     }
     weights_id = loaded.weights
@@ -218,13 +221,16 @@ def _explain(inputs, model_name, weights, num_classes, labels_file, random_weigh
         "layer": target.name, "methods": list(chosen_methods), "classes": list(classes), "top_k": targets.top_k,
         "batch_size": batch_size, "device": torch_device.type, "precision": precision, "save": sorted(save),
         "overlay_format": overlay_format, "colormap": colormap, "alpha": alpha, "preprocess": preprocess_info,
+        "max_pixels": max_pixels,
     }
     ctx = RunContext(model=model_info, preprocess=preprocess_info, colormap=colormap, alpha=alpha, save=save,
                      overlay_format=overlay_format, fingerprint=fingerprint(settings))
     run_info["fingerprint"] = ctx.fingerprint
     run_info["options"]["resume"] = resume
+    run_info["options"]["config"] = click.get_current_context().meta.get("camcli.config")
     options = EngineOptions(layer=target.name, targets=targets, device=torch_device, batch_size=batch_size,
-                            methods=chosen_methods, precision=precision, workers=workers or default_workers())
+                            methods=chosen_methods, precision=precision, workers=workers or default_workers(),
+                            max_pixels=max_pixels)
     try:
         report = Report(out_dir, run_info)
     except OSError as exc:
@@ -234,7 +240,8 @@ def _explain(inputs, model_name, weights, num_classes, labels_file, random_weigh
         with tqdm(total=len(items), unit="img", file=sys.stderr, disable=quiet, desc="explain") as bar, \
                 _stop_on_signals() as stop:
             for outcome, doc in run_pipeline(loaded, items, options, partial(write, out_dir, ctx=ctx), done, stop):
-                line = report.add(printable(item_of(outcome).rel), doc, skipped=isinstance(outcome, Skipped))
+                item = item_of(outcome)
+                line = report.add(printable(item.path), printable(item.rel), doc, skipped=isinstance(outcome, Skipped))
                 if json_lines:
                     click.echo(json_text({"json": printable(out_dir / line["json"]), **doc}))
                 bar.update(1)

@@ -24,7 +24,7 @@ from . import maps, methods
 from .errors import CamcliError
 from .engine import GradCam
 from .models import LoadedModel
-from .preprocess import prepare
+from .preprocess import DEFAULT_MAX_PIXELS, prepare
 from .records import Explanation, Failure, ImageItem, ImageResult, Prediction, Prepared, Skipped
 from .targets import Targets
 from .writer import TOP_PREDICTIONS
@@ -46,6 +46,7 @@ class EngineOptions:
     methods: tuple[str, ...] = ("gradcam",)
     precision: str = "fp32"
     workers: int = 2
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     @property
     def channels_last(self) -> bool:
@@ -112,7 +113,7 @@ def explain(loaded: LoadedModel, items: Sequence[ImageItem], options: EngineOpti
     model = loaded.model
     conv = any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
     guided = methods.needs_guided(options.methods)
-    prepare_one = partial(prepare, data=loaded.data, done=done)
+    prepare_one = partial(prepare, data=loaded.data, done=done, max_pixels=options.max_pixels)
     stream: Iterable[Union[Prepared, Failure, Skipped]] = (
         _ahead(decoders, prepare_one, items, 2 * options.batch_size) if decoders else map(prepare_one, items)
     )
@@ -121,7 +122,8 @@ def explain(loaded: LoadedModel, items: Sequence[ImageItem], options: EngineOpti
             if stop is not None and stop.is_set():
                 return
             if not all(isinstance(p, Skipped) for p in chunk):
-                chunk = [prepare(p.item, loaded.data) if isinstance(p, Skipped) else p for p in chunk]
+                chunk = [prepare(p.item, loaded.data, max_pixels=options.max_pixels) if isinstance(p, Skipped) else p
+                         for p in chunk]
             good = [p for p in chunk if isinstance(p, Prepared)]
             results = iter(_explain_batch(cam, loaded, good, options) if good else [])
             for p in chunk:

@@ -8,6 +8,8 @@ maps can be placed back on the original image.
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -30,6 +32,10 @@ _RESAMPLE = {
 }
 
 
+# camcli applies its own pixel limit (--max-pixels) to each image from its header; PIL's global
+# one would otherwise warn below it and refuse, with its own message, above twice its value.
+Image.MAX_IMAGE_PIXELS = None
+DEFAULT_MAX_PIXELS = 100_000_000
 HUGE_RESIZE = 8  # resized image over 8× the crop's area: resample the crop alone
 
 
@@ -41,31 +47,39 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def decode(path: Path) -> tuple[Image.Image, str]:
-    """Open an image as RGB the way a viewer shows it (EXIF orientation applied).
+def decode(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Image.Image, str]:
+    """Open an image as RGB the way a viewer shows it (EXIF orientation applied; an animation's
+    first frame). Images over ``max_pixels`` are refused from the header, before decoding.
 
     Returns the image and its original mode.
     """
     try:
         with Image.open(path) as img:
             mode = img.mode
+            if img.width * img.height > max_pixels:
+                raise ImageError(
+                    f"Image {printable(path)} has {img.width}×{img.height} = {img.width * img.height:,} pixels, "
+                    f"over the limit of {max_pixels:,} (a decompression-bomb guard). Raise --max-pixels to allow it."
+                )
             img = ImageOps.exif_transpose(img)
             rgb = _to_rgb(img)
             rgb.load()
     except FileNotFoundError as exc:
-        raise ImageError(f"File not found: {path}") from exc
+        raise ImageError(f"File not found: {printable(path)}") from exc
     except PermissionError as exc:
-        raise ImageError(f"Permission denied reading {path}") from exc
+        raise ImageError(f"Permission denied reading {printable(path)}") from exc
     except Image.UnidentifiedImageError as exc:
-        raise ImageError(f"Not a readable image (format not recognised): {path}") from exc
+        raise ImageError(f"Not a readable image (format not recognised): {printable(path)}") from exc
     except (OSError, ValueError, SyntaxError) as exc:
-        raise ImageError(f"Corrupt or truncated image {path}: {exc}") from exc
+        raise ImageError(f"Corrupt or truncated image {printable(path)}: {exc}") from exc
     return rgb, mode
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
     if img.mode == "RGB":
         return img.copy()
+    if img.mode in ("P", "PA") and "transparency" in img.info:
+        img = img.convert("RGBA")  # then like any RGBA: alpha dropped, as torchvision's loader does
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         # Scale 16/32-bit integer and float grayscale to 8 bits instead of clipping it.
         arr = np.nan_to_num(np.asarray(img, dtype=np.float64))
@@ -113,12 +127,15 @@ def to_input(rgb: Image.Image, data: DataConfig) -> tuple[torch.Tensor, Geometry
 
 
 def prepare(item: ImageItem, data: DataConfig,
-            done: Optional[Callable[[ImageItem, str], Optional[dict]]] = None) -> Prepared | Failure | Skipped:
+            done: Optional[Callable[[ImageItem, str], Optional[dict]]] = None,
+            max_pixels: int = DEFAULT_MAX_PIXELS) -> Prepared | Failure | Skipped:
     """Decode and preprocess one item; an unusable file becomes a Failure, never an exception.
 
     ``done(item, sha256)`` may return the item's finished explanation.json: it is then not decoded.
     """
     try:
+        if not stat.S_ISREG(os.stat(item.path).st_mode):  # a FIFO or device would block or never end
+            return Failure(item, "ImageError", f"Not a regular file: {printable(item.path)}")
         digest = sha256_of(item.path)
     except OSError as exc:
         reason = "Permission denied" if isinstance(exc, PermissionError) else (exc.strerror or str(exc))
@@ -128,7 +145,7 @@ def prepare(item: ImageItem, data: DataConfig,
         return Skipped(item, previous)
     source = SourceInfo(printable(item.path), digest)
     try:
-        rgb, mode = decode(item.path)
+        rgb, mode = decode(item.path, max_pixels)
         tensor, geometry = to_input(rgb, data)
     except ImageError as exc:
         return Failure(item, "ImageError", str(exc), source)

@@ -28,7 +28,7 @@ class Report:
         out_root.mkdir(parents=True, exist_ok=True)
         self._summary = open(out_root / "summary.jsonl", "w", encoding="utf-8")
 
-    def add(self, rel: str, doc: dict[str, Any], skipped: bool = False) -> dict[str, Any]:
+    def add(self, path: str, rel: str, doc: dict[str, Any], skipped: bool = False) -> dict[str, Any]:
         """Record one image's explanation.json document; returns its summary line.
 
         An image skipped by --resume gets the same line as when it was done; it counts as skipped,
@@ -39,7 +39,7 @@ class Report:
             best = doc["predictions"][0]
             top = {k: best[k] for k in ("class_index", "label", "probability")}
         line = {
-            "path": doc["source"]["path"] if doc["source"] else rel,
+            "path": path,
             "status": doc["status"],
             "top1": top,
             "json": f"{rel}/{JSON_NAME}",

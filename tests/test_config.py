@@ -27,6 +27,7 @@ def test_config_supplies_defaults_and_command_line_wins(sample_copy, tmp_path):
     doc = json.loads((tmp_path / "o" / "coffee.png" / "explanation.json").read_text())
     assert [e["rank"] for e in doc["explanations"]] == [1, 2]
     assert set(doc["explanations"][0]["files"]) == {"raw_map"}
+    assert json.loads((tmp_path / "o" / "run.json").read_text())["options"]["config"] == str(config)
 
     result = invoke("explain", "--config", str(config), "--top-k", "1", str(sample_copy / "chelsea.png"))
     assert result.exit_code == 0, result.output
