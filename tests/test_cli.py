@@ -303,3 +303,13 @@ def test_stdin_and_odd_file_names(sample_copy, tmp_path):
     assert [line["source"]["path"].rsplit("/", 1)[1] for line in lines] == ["café ☕.png", "caf\\xe9.png"]
     assert (out / "café ☕.png" / "explanation.json").is_file()
     assert len(list(out.iterdir())) == 4  # two image folders, run.json, summary.jsonl
+
+
+def test_unusable_output_location_exits_2_without_traceback(sample_copy, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the output folder should go")
+    for out in (blocker, blocker / "sub"):
+        result = CliRunner().invoke(cli, ["explain", str(sample_copy), "-o", str(out), "-q"])
+        assert result.exit_code == 2, result.output
+        assert "Traceback" not in result.output
+        assert "is a file" in result.output or "Cannot write to output folder" in result.output
