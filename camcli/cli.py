@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import signal
 import sys
@@ -154,6 +155,9 @@ def explain(inputs, model_name, weights, num_classes, labels_file, random_weight
         code = _explain(**locals())
     except CamcliError as exc:
         raise CliError(str(exc)) from exc
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before the run started
+        click.echo("Interrupted.", err=True)
+        code = EXIT_INTERRUPTED
     sys.exit(code)
 
 
@@ -213,9 +217,10 @@ def _explain(inputs, model_name, weights, num_classes, labels_file, random_weigh
         },
     }
     weights_id = loaded.weights
-    if weights is not None:  # a local file: its size and time stand in for its content
-        stat = Path(weights).stat()
-        weights_id = f"{weights}:{stat.st_size}:{stat.st_mtime_ns}"
+    if weights is not None:  # a local file: identified by its content
+        from .preprocess import sha256_of
+
+        weights_id = f"sha256:{sha256_of(Path(weights))}"
     settings = {
         "camcli": __version__, "model": str(loaded.ref), "weights": weights_id, "labels": list(loaded.labels),
         "layer": target.name, "methods": list(chosen_methods), "classes": list(classes), "top_k": targets.top_k,
@@ -250,6 +255,12 @@ def _explain(inputs, model_name, weights, num_classes, labels_file, random_weigh
                 click.echo("Interrupted: stopped after the current batch. Run the same command again to resume.",
                            err=True)
                 return EXIT_INTERRUPTED
+    except BrokenPipeError:  # whoever read --json stopped reading (`| head`): stop quietly
+        with suppress(OSError):
+            report.close(status="interrupted")
+        with suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_INTERRUPTED
     except BaseException as exc:
         with suppress(OSError):  # record how far the run got, if the output folder still takes it
             report.close(status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")

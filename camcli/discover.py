@@ -60,10 +60,13 @@ def discover(inputs: Sequence[Path], include: Sequence[str] = (), exclude: Seque
     A folder contributes its image files (by suffix), recursively; a file named explicitly is
     always taken, whatever its suffix, so that a bad file is reported rather than ignored.
     ``include`` / ``exclude`` globs filter what folders contribute. Each item's ``rel`` mirrors its path under its input folder (with several inputs, prefixed by
-    that folder's name so outputs stay apart); a file given directly maps to its own name.
+    that folder's name so outputs stay apart); files given directly mirror their path below the
+    deepest folder that holds them all (a lone file: its own name).
     """
     items: list[ImageItem] = []
     seen: dict[PurePosixPath, Path] = {}
+    files = [os.path.abspath(p) for p in inputs if not p.is_dir()]
+    base = os.path.commonpath([os.path.dirname(f) for f in files]) if files else ""
     for given in inputs:
         if not given.exists():
             raise CamcliError(f"Input path '{given}' does not exist. Check the spelling or pass an existing file or folder.")
@@ -71,7 +74,8 @@ def discover(inputs: Sequence[Path], include: Sequence[str] = (), exclude: Seque
             prefix = PurePosixPath(given.resolve().name) if len(inputs) > 1 else PurePosixPath()
             found = ((p, PurePosixPath(p.relative_to(given).as_posix())) for p in _walk(given, include, exclude))
         else:
-            prefix, found = PurePosixPath(), iter([(given, PurePosixPath(given.name))])
+            rel_file = PurePosixPath(Path(os.path.relpath(os.path.abspath(given), base)).as_posix())
+            prefix, found = PurePosixPath(), iter([(given, rel_file)])
         for path, rel in found:
             rel = prefix / rel
             if rel.parts[0] in RESERVED:

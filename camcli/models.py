@@ -11,7 +11,8 @@ import difflib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional
 from urllib.parse import urlparse
 
 import torch
@@ -121,6 +122,15 @@ def load_model(
     return LoadedModel(ref=ref, model=model, weights=origin, labels=labels, data=_data_config(ref, model))
 
 
+@contextmanager
+def _seeded() -> Iterator[None]:
+    """Random weights from a fixed seed, so two runs (and a resumed run) explain the same model;
+    the caller's random state is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        yield
+
+
 def _extra(num_classes: Optional[int]) -> dict[str, Any]:
     return {} if num_classes is None else {"num_classes": num_classes}
 
@@ -133,7 +143,8 @@ def _build_timm(ref: ModelRef, weights: Optional[Path], num_classes: Optional[in
         _load_file(model, weights)
         return model, str(weights)
     if random_weights:
-        return timm.create_model(ref.name, pretrained=False, **_extra(num_classes)), "random"
+        with _seeded():
+            return timm.create_model(ref.name, pretrained=False, **_extra(num_classes)), "random(seed=0)"
     if ref.name == _BUNDLED:
         if num_classes not in (None, 1000):
             raise ModelError(
@@ -183,12 +194,13 @@ def _cached_url(url: str) -> Optional[Path]:
 def _build_tv(ref: ModelRef, weights: Optional[Path], num_classes: Optional[int], random_weights: bool):
     import torchvision
 
-    model = torchvision.models.get_model(ref.name, weights=None, **_extra(num_classes))
+    with _seeded():
+        model = torchvision.models.get_model(ref.name, weights=None, **_extra(num_classes))
     if weights is not None:
         _load_file(model, weights)
         return model, str(weights)
     if random_weights:
-        return model, "random"
+        return model, "random(seed=0)"
     default = _tv_default_weights(ref.name)
     cached = _cached_url(default.url) if default is not None else None
     if cached is None:

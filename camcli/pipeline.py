@@ -121,7 +121,7 @@ def explain(loaded: LoadedModel, items: Sequence[ImageItem], options: EngineOpti
         for chunk in batches(stream, options.batch_size):
             if stop is not None and stop.is_set():
                 return
-            if not all(isinstance(p, Skipped) for p in chunk):
+            if any(isinstance(p, Prepared) for p in chunk):  # the model runs: on the same batch as before
                 chunk = [prepare(p.item, loaded.data, max_pixels=options.max_pixels) if isinstance(p, Skipped) else p
                          for p in chunk]
             good = [p for p in chunk if isinstance(p, Prepared)]
@@ -141,15 +141,20 @@ def run(loaded: LoadedModel, items: Sequence[ImageItem], options: EngineOptions,
     limit = 2 * options.batch_size
     with ThreadPoolExecutor(options.workers, thread_name_prefix="camcli-decode") as decoders, \
             ThreadPoolExecutor(options.workers, thread_name_prefix="camcli-write") as writers:
-        pending: deque[tuple[Outcome, Future]] = deque()
-        for outcome in explain(loaded, items, options, decoders, done, stop):
-            pending.append((outcome, writers.submit(write, outcome)))
-            while pending and (len(pending) > limit or pending[0][1].done()):
+        try:
+            pending: deque[tuple[Outcome, Future]] = deque()
+            for outcome in explain(loaded, items, options, decoders, done, stop):
+                pending.append((outcome, writers.submit(write, outcome)))
+                while pending and (len(pending) > limit or pending[0][1].done()):
+                    outcome, finished = pending.popleft()
+                    yield outcome, finished.result()
+            while pending:
                 outcome, finished = pending.popleft()
                 yield outcome, finished.result()
-        while pending:
-            outcome, finished = pending.popleft()
-            yield outcome, finished.result()
+        except BaseException:  # interrupted or failed: start nothing more (what runs, finishes)
+            decoders.shutdown(wait=False, cancel_futures=True)
+            writers.shutdown(wait=False, cancel_futures=True)
+            raise
 
 
 def _explain_batch(cam: GradCam, loaded: LoadedModel, batch: list[Prepared], options: EngineOptions) -> list[ImageResult]:

@@ -26,7 +26,10 @@ class Report:
         self.failed: list[dict[str, str]] = []
         self.started = time.time()
         out_root.mkdir(parents=True, exist_ok=True)
+        for stale in out_root.glob(".run.json.tmp*"):  # from a run killed while closing
+            stale.unlink(missing_ok=True)
         self._summary = open(out_root / "summary.jsonl", "w", encoding="utf-8")
+        self._write_run("running")  # a run killed later is not mistaken for the last finished one
 
     def add(self, path: str, rel: str, doc: dict[str, Any], skipped: bool = False) -> dict[str, Any]:
         """Record one image's explanation.json document; returns its summary line.
@@ -62,6 +65,9 @@ class Report:
     def close(self, status: str = "complete") -> dict[str, Any]:
         """Write run.json; returns it."""
         self._summary.close()
+        return self._write_run(status)
+
+    def _write_run(self, status: str) -> dict[str, Any]:
         finished = time.time()
         doc = {
             **self.run_info,

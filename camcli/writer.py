@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from . import maps, render
+from .discover import printable
 from .encoding import encode_picture
 from .records import Failure, ImageItem, ImageResult, Skipped
 
@@ -59,20 +60,25 @@ def fingerprint(settings: dict[str, Any]) -> str:
 def finished_doc(out_root: Path, item: ImageItem, sha256: str, ctx: RunContext) -> Optional[dict[str, Any]]:
     """The item's explanation.json if an earlier run finished it from these bytes with these settings.
 
-    Finished means: the JSON exists (it is written last), names this fingerprint and sha256, is not
-    a write failure (those may be transient), and every file it lists is there.
+    Finished means: the JSON exists (it is written last), names this fingerprint, this input path and
+    sha256, is not a write failure (those may be transient), and every file it lists is there.
+    Anything unexpected in it (hand-edited, from another tool) means not finished.
     """
     folder = out_root / item.rel
     try:
         doc = json.loads((folder / JSON_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        source, error = doc.get("source") or {}, doc.get("error") or {}
+        if (doc.get("fingerprint") != ctx.fingerprint or source.get("sha256") != sha256
+                or source.get("path") != printable(item.path) or doc.get("status") not in ("ok", "error")):
+            return None
+        if doc["status"] == "error" and error.get("type") == "WriteError":
+            return None
+        files = [name for exp in doc["explanations"] for name in exp["files"].values()]
+        if not all(isinstance(name, str) and (folder / name).is_file() for name in files):
+            return None
+        return doc if all(key in doc for key in ("predictions", "error", "model")) else None
+    except Exception:  # unreadable, not JSON, wrong shape: redo the image
         return None
-    if doc.get("fingerprint") != ctx.fingerprint or (doc.get("source") or {}).get("sha256") != sha256:
-        return None
-    if doc.get("status") != "ok" and (doc.get("error") or {}).get("type") == "WriteError":
-        return None
-    files = [name for exp in doc.get("explanations", []) for name in exp.get("files", {}).values()]
-    return doc if all((folder / name).is_file() for name in files) else None
 
 
 def json_text(doc: Any, indent: int | None = None) -> str:

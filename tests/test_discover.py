@@ -32,10 +32,11 @@ def test_several_inputs(tmp_path):
 
 
 def test_collisions_and_missing_paths(tmp_path):
-    a = _touch(tmp_path / "a" / "same.png")
-    b = _touch(tmp_path / "b" / "same.png")
+    one = _touch(tmp_path / "z" / "folder" / "x.png")  # named directly: z/ holds both files -> folder/x.png
+    two = _touch(tmp_path / "z" / "other.png")
+    _touch(tmp_path / "folder" / "x.png")  # a folder input -> folder/x.png as well
     with pytest.raises(CamcliError, match="same output folder"):
-        discover([a, b])
+        discover([one, two, tmp_path / "folder"])
     with pytest.raises(CamcliError, match="does not exist"):
         discover([tmp_path / "missing"])
 
@@ -57,3 +58,11 @@ def test_paths_from_stdin_list():
 
     listing = io.BytesIO(b"x.jpg\n\n  \nsub/y z.png\r\ncaf\xe9.png\n")
     assert read_path_list(listing) == [Path("x.jpg"), Path("sub/y z.png"), Path(os.fsdecode(b"caf\xe9.png"))]
+
+
+def test_files_named_directly_keep_apart_by_their_folders(tmp_path):
+    a = _touch(tmp_path / "data" / "a" / "IMG_1.png")
+    b = _touch(tmp_path / "data" / "b" / "IMG_1.png")
+    c = _touch(tmp_path / "data" / "c.png")
+    assert [i.rel.as_posix() for i in discover([a, b, c])] == ["a/IMG_1.png", "b/IMG_1.png", "c.png"]
+    assert [i.rel.as_posix() for i in discover([a])] == ["IMG_1.png"]

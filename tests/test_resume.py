@@ -120,3 +120,28 @@ def test_resume_rules(sample_copy, tmp_path):
     assert CliRunner().invoke(cli, [*args, "--colormap", "hot"]).exit_code == 0
     doc = json.loads((out / "coffee.png" / "explanation.json").read_text())
     assert 281 <= doc["predictions"][0]["class_index"] <= 285
+
+
+def test_malformed_previous_json_is_redone_not_fatal(sample_copy, tmp_path):
+    out = tmp_path / "out"
+    args = ["explain", str(sample_copy), "-o", str(out), "--top-k", "1", "-q"]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    (out / "coffee.png" / "explanation.json").write_text("[]")
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "coffee.png" / "explanation.json").read_text())["status"] == "ok"
+    assert json.loads((out / "run.json").read_text())["status"] == "complete"
+
+
+def test_random_weights_are_repeatable_and_leave_the_rng_alone():
+    import torch
+
+    from camcli.models import load_model
+
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    first = load_model("resnet18", random_weights=True).model.state_dict()
+    assert torch.equal(torch.rand(3), expected)
+    second = load_model("resnet18", random_weights=True).model.state_dict()
+    assert all(torch.equal(first[k], second[k]) for k in first)
