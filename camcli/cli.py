@@ -205,23 +205,12 @@ def _explain(inputs, model_name, weights, num_classes, labels_file, random_weigh
         "interpolation": data.interpolation, "center_crop": list(data.input_size),
         "mean": list(data.mean), "std": list(data.std),
     }
-    run_info = {
-        "camcli": __version__, "python": platform.python_version(), "torch": torch.__version__,
-        "torchvision": torchvision.__version__, "timm": timm.__version__,
-        "model": model_info, "device": str(torch_device),
-        "options": {
-            "inputs": [printable(p) for p in paths], "include": list(include), "exclude": list(exclude), "methods": list(chosen_methods), "classes": list(classes), "top_k": targets.top_k,
-            "batch_size": batch_size, "workers": workers or default_workers(), "precision": precision,
-            "save": sorted(save | {"json"}), "overlay_format": overlay_format,
-            "colormap": colormap, "alpha": alpha, "out": str(out_dir), "max_pixels": max_pixels,
-        },
-    }
     weights_id = loaded.weights
     if weights is not None:  # a local file: identified by its content
         from .preprocess import sha256_of
 
         weights_id = f"sha256:{sha256_of(Path(weights))}"
-    settings = {
+    settings = {  # everything that shapes an image's outputs: --resume compares their fingerprint
         "camcli": __version__, "model": str(loaded.ref), "weights": weights_id, "labels": list(loaded.labels),
         "layer": target.name, "methods": list(chosen_methods), "classes": list(classes), "top_k": targets.top_k,
         "batch_size": batch_size, "device": torch_device.type, "precision": precision, "save": sorted(save),
@@ -230,9 +219,19 @@ def _explain(inputs, model_name, weights, num_classes, labels_file, random_weigh
     }
     ctx = RunContext(model=model_info, preprocess=preprocess_info, colormap=colormap, alpha=alpha, save=save,
                      overlay_format=overlay_format, fingerprint=fingerprint(settings))
-    run_info["fingerprint"] = ctx.fingerprint
-    run_info["options"]["resume"] = resume
-    run_info["options"]["config"] = click.get_current_context().meta.get("camcli.config")
+    shared = ("methods", "classes", "top_k", "batch_size", "precision", "overlay_format", "colormap", "alpha",
+              "max_pixels")
+    run_info = {
+        "camcli": __version__, "python": platform.python_version(), "torch": torch.__version__,
+        "torchvision": torchvision.__version__, "timm": timm.__version__,
+        "model": model_info, "device": str(torch_device), "fingerprint": ctx.fingerprint,
+        "options": {
+            "inputs": [printable(p) for p in paths], "include": list(include), "exclude": list(exclude),
+            **{key: settings[key] for key in shared},
+            "workers": workers or default_workers(), "save": sorted(save | {"json"}), "out": str(out_dir),
+            "resume": resume, "config": click.get_current_context().meta.get("camcli.config"),
+        },
+    }
     options = EngineOptions(layer=target.name, targets=targets, device=torch_device, batch_size=batch_size,
                             methods=chosen_methods, precision=precision, workers=workers or default_workers(),
                             max_pixels=max_pixels)

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from .engine import CamBatch, min_max, upsample
 
@@ -58,7 +57,5 @@ def compute(out: CamBatch, method: str, size: tuple[int, int]) -> tuple[torch.Te
         raise ValueError(f"method '{method}' needs an engine run in guided mode")
     raw = out.guided
     if method == "guided-gradcam":
-        cams = out.cam()
-        up = F.interpolate(cams.flatten(0, 1)[:, None], size=size, mode="bilinear", align_corners=False)
-        raw = raw * up.reshape(*cams.shape[:2], 1, *size)
+        raw = raw * upsample(out.cam(), size)[:, :, None]
     return raw, to_display(raw), raw.abs().sum(dim=2)

@@ -148,7 +148,7 @@ def write(out_root: Path, result: Union[ImageResult, Failure, Skipped], ctx: Run
 
 def _write_error_doc(result: Union[ImageResult, Failure], ctx: RunContext, exc: Exception) -> dict[str, Any]:
     source = result.prepared.source if isinstance(result, ImageResult) else result.source
-    item = result.prepared.item if isinstance(result, ImageResult) else result.item
+    item = item_of(result)
     failure = Failure(item, "WriteError", f"Cannot write outputs for {item.path}: {type(exc).__name__}: {exc}", source)
     return _failure_doc(failure, ctx)
 
