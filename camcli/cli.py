@@ -169,6 +169,7 @@ def _explain(inputs, model_name, weights, num_classes, labels_file, random_weigh
     import torchvision
     from tqdm import tqdm
 
+    from .allocator import keep_freed_memory
     from .discover import discover, printable, read_path_list
     from .layers import resolve_layer
     from .methods import parse_methods
@@ -178,6 +179,7 @@ def _explain(inputs, model_name, weights, num_classes, labels_file, random_weigh
     from .records import Skipped
     from .writer import RunContext, finished_doc, fingerprint, item_of, json_text, parse_save, write
 
+    keep_freed_memory()  # a long run reuses its memory instead of faulting it in again each batch
     chosen_methods = parse_methods(method_specs)
     save = parse_save(save_specs)
     paths = [p for given in inputs for p in (read_path_list(sys.stdin.buffer) if str(given) == "-" else [given])]
