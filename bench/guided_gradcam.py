@@ -15,6 +15,7 @@ import warnings
 
 import torch
 
+from camcli.allocator import keep_freed_memory
 from camcli.engine import GradCam
 from camcli.layers import resolve_layer
 from camcli.methods import compute
@@ -74,6 +75,7 @@ def main() -> None:
                              "differ from captum by ~1e-3 where ReLU gates flip on rounding)")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
+    keep_freed_memory()  # as `camcli explain` does; both contenders run with it
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     for name in args.models:
         run(name, args.images, args.repeats, torch.device(args.device), args.channels_last)

@@ -4,7 +4,8 @@ On the same images (a folder built from sample_images/), model and batch size it
 images/second and ratios for:
   plain       decode + preprocess + forward under no_grad: the floor. It uses camcli's own decode
               pool and memory layout, so the ratios measure the cost of explaining, nothing else.
-  explain     camcli end to end: Grad-CAM top-5, every output written (overlay, map, raw map, JSON).
+  explain     camcli end to end: Grad-CAM top-5, every output written (overlay, map, raw map, JSON;
+              --save chooses fewer).
   engine      tensors in, top-5 Grad-CAM maps out (vs a plain forward on the same tensors).
   grad-cam    pytorch-grad-cam's GradCAM computing the same top-5 maps from tensors (no writing).
 and, with --rss, the peak resident memory of `camcli explain` on 200 and 2,000 images.
@@ -37,7 +38,7 @@ from camcli.pipeline import EngineOptions, _ahead, batches, default_workers, run
 from camcli.preprocess import prepare
 from camcli.records import Prepared
 from camcli.targets import Targets
-from camcli.writer import RunContext, write
+from camcli.writer import RunContext, parse_save, write
 
 from common import SAMPLES, paired, race, sample_batch
 
@@ -59,7 +60,8 @@ def make_folder(root: Path, count: int) -> Path:
     return folder
 
 
-def bench_model(name: str, folder: Path, batch: int, rounds: int, device: torch.device, fmt: str) -> None:
+def bench_model(name: str, folder: Path, batch: int, rounds: int, device: torch.device, fmt: str,
+                save: frozenset[str]) -> None:
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
@@ -72,7 +74,7 @@ def bench_model(name: str, folder: Path, batch: int, rounds: int, device: torch.
                             workers=default_workers())
     layout = torch.channels_last if options.channels_last else torch.contiguous_format
     out = Path(tempfile.mkdtemp(prefix="camcli-bench-"))
-    ctx = RunContext(model={"name": name}, preprocess={}, overlay_format=fmt)
+    ctx = RunContext(model={"name": name}, preprocess={}, overlay_format=fmt, save=save)
 
     def plain() -> int:
         model.to(memory_format=layout)
@@ -120,9 +122,10 @@ def bench_model(name: str, folder: Path, batch: int, rounds: int, device: torch.
     shutil.rmtree(out, ignore_errors=True)
     best = {k: min(v) for k, v in {**pipe, **tensors}.items()}
     print(f"\n{name}: {n} images, batch {batch}, top-{K}, layer {layer}, device {device}, "
-          f"{options.workers} workers, {'channels-last' if options.channels_last else 'contiguous'}, overlays {fmt}")
+          f"{options.workers} workers, {'channels-last' if options.channels_last else 'contiguous'}, overlays {fmt}, "
+          f"writes {','.join(sorted(save | {'json'}))}")
     print(f"  plain inference (decode+forward)  {n / best['plain']:7.2f} img/s")
-    print(f"  camcli explain, all outputs       {n / best['explain']:7.2f} img/s   "
+    print(f"  camcli explain, outputs written   {n / best['explain']:7.2f} img/s   "
           f"{1 / paired(pipe['explain'], pipe['plain']):5.2f}x plain   (target >= 0.6x)")
     print(f"  forward only (tensors)            {batch / best['forward']:7.2f} img/s")
     print(f"  camcli engine (tensors -> maps)   {batch / best['engine']:7.2f} img/s   "
@@ -149,6 +152,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--overlay-format", default="png", choices=["png", "jpg", "webp"])
+    parser.add_argument("--save", action="append", default=[], help="outputs to write, as camcli's --save (default: all)")
     parser.add_argument("--rss", action="store_true", help="also measure peak RSS for 200 and 2,000 images")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
@@ -159,7 +163,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="camcli-bench-") as tmp:
         folder = make_folder(Path(tmp), args.images)
         for name in args.models:
-            bench_model(name, folder, args.batch_size, args.rounds, device, args.overlay_format)
+            bench_model(name, folder, args.batch_size, args.rounds, device, args.overlay_format, parse_save(tuple(args.save)))
         if args.rss:
             small, large = make_folder(Path(tmp), 200), make_folder(Path(tmp), 2000)
             rss_small = peak_rss(small, Path(tmp) / "out200")
