@@ -25,6 +25,7 @@ import tempfile
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from itertools import count
 from pathlib import Path
 
 import torch
@@ -87,7 +88,7 @@ def bench_model(name: str, folder: Path, batch: int, rounds: int, device: torch.
             model.to(memory_format=torch.contiguous_format)
         return len(items)
 
-    rounds_done = iter(range(10**6))
+    rounds_done = count()
 
     def explain() -> int:
         # Each round writes a new output folder, as a first run over a folder does (overwriting
@@ -152,7 +153,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--overlay-format", default="png", choices=["png", "jpg", "webp"])
-    parser.add_argument("--save", action="append", default=[], help="outputs to write, as camcli's --save (default: all)")
+    parser.add_argument("--save", action="append", default=[],
+                        help="outputs to write, as camcli's --save (default: all)")
     parser.add_argument("--rss", action="store_true", help="also measure peak RSS for 200 and 2,000 images")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
@@ -163,7 +165,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="camcli-bench-") as tmp:
         folder = make_folder(Path(tmp), args.images)
         for name in args.models:
-            bench_model(name, folder, args.batch_size, args.rounds, device, args.overlay_format, parse_save(tuple(args.save)))
+            bench_model(name, folder, args.batch_size, args.rounds, device, args.overlay_format,
+                        parse_save(tuple(args.save)))
         if args.rss:
             small, large = make_folder(Path(tmp), 200), make_folder(Path(tmp), 2000)
             rss_small = peak_rss(small, Path(tmp) / "out200")

@@ -1,7 +1,7 @@
 """Wire the stages: discover → preprocess → engine → localize → write → report, batch by batch.
 
 Decoding and resizing run in a thread pool ahead of the model, rendering and writing in a
-bounded pool behind it, so the model is rarely idle (Pillow, zlib and torch release the GIL).
+bounded pool behind it, so the model is rarely idle (Pillow, ISA-L and torch release the GIL).
 Both pools are fed through windows of fixed size and results come out as a generator, in input
 order: memory does not grow with the number of images.
 """

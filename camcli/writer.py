@@ -193,15 +193,12 @@ def _write_result(folder: Path, result: ImageResult, ctx: RunContext) -> dict[st
     seen = maps.seen_rect(geometry)
     backdrop = render.dimmed(prepared.image) if "overlay" in ctx.save else None
     ext = ctx.overlay_format
-    place = bool({"overlay", "map"} & ctx.save)
-    cams = [exp.input_map for exp in result.explanations if exp.input_map.dim() == 2]
-    # All of an image's CAMs are placed on the original in one resampling and one copy.
-    heats = iter(maps.to_original(torch.stack(cams), geometry).cpu().numpy() if place and cams else ())
     for exp in result.explanations:
         stem = f"{exp.method}_{exp.class_index}"
         files: dict[str, str] = {}
-        if exp.input_map.dim() == 2 and place:
-            heat = next(heats)
+        if exp.input_map.dim() == 2 and {"overlay", "map"} & ctx.save:
+            # One map at a time: at full resolution a 100-megapixel image's map alone is 400 MB.
+            heat = maps.to_original(exp.input_map[None], geometry)[0].cpu().numpy()
             if "overlay" in ctx.save:
                 files["overlay"] = f"{stem}_overlay.{ext}"
                 picture = render.overlay(prepared.image, backdrop, heat, seen, ctx.alpha, ctx.colormap, exp.bbox)
