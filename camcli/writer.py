@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import io
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Union
+from functools import partial
+from typing import Any, BinaryIO, Callable, Optional, Union
 
 import numpy as np
-import torch
 
 from . import maps, render
 from .discover import printable
@@ -86,21 +85,24 @@ def json_text(doc: Any, indent: int | None = None) -> str:
     return json.dumps(doc, indent=indent, ensure_ascii=False).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes | Callable[[BinaryIO], object]) -> None:
+    """Write ``data`` (or let it write itself into the open file) under a temporary name, then rename."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         with open(tmp, "wb") as fh:
-            fh.write(data)
+            if callable(data):
+                data(fh)
+            else:
+                fh.write(data)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def _npy(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(array, dtype=np.float32))
-    return buf.getvalue()
+def _npy(array: np.ndarray) -> Callable[[BinaryIO], None]:
+    """A float32 .npy writer: NumPy writes a real file straight from the array, with no copy in memory."""
+    return partial(np.save, arr=np.ascontiguousarray(array, dtype=np.float32))
 
 
 def item_of(result: Union[ImageResult, Failure, Skipped]) -> ImageItem:
