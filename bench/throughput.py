@@ -25,7 +25,7 @@ import tempfile
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from itertools import count
+from itertools import count as counter
 from pathlib import Path
 
 import torch
@@ -88,7 +88,7 @@ def bench_model(name: str, folder: Path, batch: int, rounds: int, device: torch.
             model.to(memory_format=torch.contiguous_format)
         return len(items)
 
-    rounds_done = count()
+    rounds_done = counter()
 
     def explain() -> int:
         # Each round writes a new output folder, as a first run over a folder does (overwriting

@@ -8,8 +8,8 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from functools import partial
+from pathlib import Path
 from typing import Any, BinaryIO, Callable, Optional, Union
 
 import numpy as np
