@@ -4,8 +4,8 @@ On the same images (a folder built from sample_images/), model and batch size it
 images/second and ratios for:
   plain       decode + preprocess + forward under no_grad: the floor. It uses camcli's own decode
               pool and memory layout, so the ratios measure the cost of explaining, nothing else.
-  explain     camcli end to end: Grad-CAM top-5, every output written (overlay, map, raw map, JSON;
-              --save chooses fewer).
+  explain     camcli end to end: Grad-CAM top-5 with the default outputs (overlay, raw map, JSON;
+              --save chooses others).
   engine      tensors in, top-5 Grad-CAM maps out (vs a plain forward on the same tensors).
   grad-cam    pytorch-grad-cam's GradCAM computing the same top-5 maps from tensors (no writing).
 and, with --rss, the peak resident memory of `camcli explain` on 200 and 2,000 images.
@@ -32,14 +32,16 @@ import torch
 
 from camcli.allocator import keep_freed_memory
 from camcli.discover import discover
-from camcli.engine import GradCam, normalize_and_upsample
+from camcli.engine import GradCam
+from camcli.maps import input_map
 from camcli.layers import resolve_layer
 from camcli.models import load_model
 from camcli.pipeline import EngineOptions, _ahead, batches, default_workers, run
 from camcli.preprocess import prepare
 from camcli.records import Prepared
 from camcli.targets import Targets
-from camcli.writer import RunContext, parse_save, write
+from camcli.job import parse_save
+from camcli.writer import RunContext, write
 
 from common import SAMPLES, paired, race, sample_batch
 
@@ -109,7 +111,7 @@ def bench_model(name: str, folder: Path, batch: int, rounds: int, device: torch.
     def engine() -> torch.Tensor:
         with GradCam(model, layer, channels_last=options.channels_last) as cam:
             result = cam(x, lambda logits: logits.topk(K, dim=1).indices)
-        return normalize_and_upsample(result.cam(), size)
+        return input_map(result.cam(), size)
 
     def grad_cam() -> list:
         with torch.no_grad():
@@ -154,7 +156,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--overlay-format", default="png", choices=["png", "jpg", "webp"])
     parser.add_argument("--save", action="append", default=[],
-                        help="outputs to write, as camcli's --save (default: all)")
+                        help="outputs to write, as camcli's --save (default: overlay,raw_map)")
     parser.add_argument("--rss", action="store_true", help="also measure peak RSS for 200 and 2,000 images")
     args = parser.parse_args()
     warnings.simplefilter("ignore")

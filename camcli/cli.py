@@ -1,22 +1,29 @@
-"""Command line: ``camcli explain``, ``camcli layers``, ``camcli models``. The only click importer."""
+"""Command line: ``camcli explain``, ``camcli layers``, ``camcli models``. The only click importer.
+
+Options become an ``ExplainJob``; a runner does the work. Module-level imports stay light (no
+torch, timm or torchvision), so --help, --version and usage errors answer at once.
+"""
 
 from __future__ import annotations
 
+import math
 import os
-import platform
 import signal
 import sys
 import threading
 from contextlib import contextmanager, suppress
 from functools import partial
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import TYPE_CHECKING, Iterator, Optional
 
 import click
 
 from . import __version__
-from .errors import CamcliError
-from .report import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE
+from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, CamcliError
+
+if TYPE_CHECKING:
+    from .job import ExplainJob
+    from .records import ImageItem
 
 MODEL_HELP = "timm model name (or timm:NAME), or a torchvision model as tv:NAME."
 
@@ -112,6 +119,18 @@ def cli() -> None:
     """Explain image classifiers with Grad-CAM, for whole folders of images."""
 
 
+class FiniteFloat(click.FloatRange):
+    """A float in a range that is also finite: NaN passes every range check, since comparisons are false."""
+
+    name = "float"
+
+    def convert(self, value: object, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> float:
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return float(super().convert(number, param, ctx))
+
+
 @cli.command()
 @_debug_option
 @click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path), is_eager=True,
@@ -134,12 +153,13 @@ def cli() -> None:
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True,
               help="Forward-pass precision (maps are always computed in fp32). fp16 needs a GPU.")
 @click.option("--save", "save_specs", multiple=True, metavar="LIST",
-              help="What to write besides explanation.json: overlay,map,raw_map (comma-separated).  [default: all]")
+              help="What to write besides explanation.json: any of overlay,map,raw_map (comma-separated).  "
+                   "[default: overlay,raw_map]")
 @click.option("--overlay-format", type=click.Choice(["png", "jpg", "webp"]), default="png", show_default=True)
 @click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("camcli-out"),
               show_default=True, help="Output folder.")
 @click.option("--colormap", type=click.Choice(["jet", "hot", "gray"]), default="jet", show_default=True)
-@click.option("--alpha", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True, help="Heatmap opacity in overlays.")
+@click.option("--alpha", type=FiniteFloat(0.0, 1.0), default=0.5, show_default=True, help="Heatmap opacity in overlays.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary on stderr.")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=100_000_000, show_default=True,
               help="Refuse images with more pixels than this (a decompression-bomb guard), from the header.")
@@ -147,12 +167,30 @@ def cli() -> None:
               help="Skip images whose outputs are complete, from the same file content and settings; or redo all.")
 @click.option("--json", "json_lines", is_flag=True,
               help="Print each image's explanation.json as one line on stdout (and nothing else there).")
-def explain(inputs, model_name, weights, num_classes, labels_file, random_weights, include, exclude, layer, top_k, class_specs,
-            method_specs, device, batch_size, workers, precision, save_specs, overlay_format, out_dir, colormap, alpha,
-            quiet, max_pixels, resume, json_lines) -> None:
-    """Write Grad-CAM explanations for every image in INPUTS (files or folders; '-' reads paths from stdin)."""
+def explain(inputs: tuple[Path, ...], model_name: str, weights: Optional[Path], num_classes: Optional[int],
+            labels_file: Optional[Path], random_weights: bool, include: tuple[str, ...], exclude: tuple[str, ...],
+            layer: Optional[str], top_k: Optional[int], class_specs: tuple[str, ...], method_specs: tuple[str, ...],
+            device: str, batch_size: int, workers: Optional[int], precision: str, save_specs: tuple[str, ...],
+            overlay_format: str, out_dir: Path, colormap: str, alpha: float, quiet: bool, max_pixels: int,
+            resume: bool, json_lines: bool) -> None:
+    """Write explanations for every image in INPUTS (files or folders; '-' reads paths from stdin)."""
+    from .discover import discover, read_path_list
+    from .job import ExplainJob, ModelSpec, parse_methods, parse_save
+    from .lock import check_unlocked
+
     try:
-        code = _explain(**locals())
+        paths = tuple(p for given in inputs for p in (read_path_list(sys.stdin.buffer) if str(given) == "-" else [given]))
+        job = ExplainJob(
+            inputs=paths, out=out_dir, model=ModelSpec(model_name, weights, num_classes, labels_file, random_weights),
+            include=include, exclude=exclude, layer=layer, top_k=top_k, classes=class_specs,
+            methods=parse_methods(method_specs), device=device, batch_size=batch_size, workers=workers,
+            precision=precision, save=parse_save(save_specs), overlay_format=overlay_format, colormap=colormap,
+            alpha=alpha, max_pixels=max_pixels, resume=resume, quiet=quiet, json_lines=json_lines,
+            config=click.get_current_context().meta.get("camcli.config"),
+        )
+        items = discover(job.inputs, job.include, job.exclude, out=job.out)
+        check_unlocked(job.out)
+        code = _run(job, items)
     except CamcliError as exc:
         raise CliError(str(exc)) from exc
     except KeyboardInterrupt:  # a second Ctrl-C, or one before the run started
@@ -161,123 +199,22 @@ def explain(inputs, model_name, weights, num_classes, labels_file, random_weight
     sys.exit(code)
 
 
-def _explain(inputs, model_name, weights, num_classes, labels_file, random_weights, include, exclude, layer, top_k, class_specs,
-             method_specs, device, batch_size, workers, precision, save_specs, overlay_format, out_dir, colormap, alpha,
-             quiet, max_pixels, resume, json_lines) -> int:
-    import timm
-    import torch
-    import torchvision
-    from tqdm import tqdm
+def _run(job: "ExplainJob", items: "list[ImageItem]") -> int:
+    """Hand the job to the local runner, with stdout for --json and stderr for messages."""
+    from .runners import local
+    from .writer import json_text
 
-    from .allocator import keep_freed_memory
-    from .discover import discover, printable, read_path_list
-    from .layers import resolve_layer
-    from .methods import parse_methods
-    from .pipeline import EngineOptions, default_workers, resolve_device, run as run_pipeline
-    from .report import Report
-    from .targets import Targets, resolve_class
-    from .records import Skipped
-    from .writer import RunContext, finished_doc, fingerprint, item_of, json_text, parse_save, write
+    def emit(doc: dict) -> None:
+        click.echo(json_text(doc))
 
-    keep_freed_memory()  # a long run reuses its memory instead of faulting it in again each batch
-    chosen_methods = parse_methods(method_specs)
-    save = parse_save(save_specs)
-    paths = [p for given in inputs for p in (read_path_list(sys.stdin.buffer) if str(given) == "-" else [given])]
-    items = discover(paths, include, exclude)
-    torch_device = resolve_device(device)
-    if precision == "fp16" and torch_device.type == "cpu":
-        raise CamcliError("--precision fp16 needs a GPU; on the CPU use --precision bf16 or fp32.")
-    loaded = _load(model_name, weights, num_classes, labels_file, random_weights)
-    classes = tuple(dict.fromkeys(resolve_class(c, loaded.labels) for c in class_specs))
-    k = (0 if classes else 3) if top_k is None else top_k
-    if not classes and k == 0:
-        raise CamcliError("Nothing to explain: --top-k 0 and no --class. Pass --top-k K or --class C.")
-    targets = Targets(classes, min(k, loaded.num_classes))
-    target = resolve_layer(loaded.model, loaded.data.input_size, layer)
-    loaded.model.to(torch_device)
-
-    data = loaded.data
-    model_info = {
-        "name": str(loaded.ref), "weights": loaded.weights, "target_layer": target.name,
-        "input_size": list(data.input_size), "num_classes": loaded.num_classes,
-    }
-    preprocess_info = {
-        "resize": data.resize if isinstance(data.resize, int) else list(data.resize),
-        "resize_rule": "shorter side" if isinstance(data.resize, int) else "exact (height, width)",
-        "interpolation": data.interpolation, "center_crop": list(data.input_size),
-        "mean": list(data.mean), "std": list(data.std),
-    }
-    weights_id = loaded.weights
-    if weights is not None:  # a local file: identified by its content
-        from .preprocess import sha256_of
-
-        weights_id = f"sha256:{sha256_of(Path(weights))}"
-    settings = {  # everything that shapes an image's outputs: --resume compares their fingerprint
-        "camcli": __version__, "model": str(loaded.ref), "weights": weights_id, "labels": list(loaded.labels),
-        "layer": target.name, "methods": list(chosen_methods), "classes": list(classes), "top_k": targets.top_k,
-        "batch_size": batch_size, "device": torch_device.type, "precision": precision, "save": sorted(save),
-        "overlay_format": overlay_format, "colormap": colormap, "alpha": alpha, "preprocess": preprocess_info,
-        "max_pixels": max_pixels,
-    }
-    ctx = RunContext(model=model_info, preprocess=preprocess_info, colormap=colormap, alpha=alpha, save=save,
-                     overlay_format=overlay_format, fingerprint=fingerprint(settings))
-    shared = ("methods", "classes", "top_k", "batch_size", "precision", "overlay_format", "colormap", "alpha",
-              "max_pixels")
-    run_info = {
-        "camcli": __version__, "python": platform.python_version(), "torch": torch.__version__,
-        "torchvision": torchvision.__version__, "timm": timm.__version__,
-        "model": model_info, "device": str(torch_device), "fingerprint": ctx.fingerprint,
-        "options": {
-            "inputs": [printable(p) for p in paths], "include": list(include), "exclude": list(exclude),
-            **{key: settings[key] for key in shared},
-            "workers": workers or default_workers(), "save": sorted(save | {"json"}), "out": str(out_dir),
-            "resume": resume, "config": click.get_current_context().meta.get("camcli.config"),
-        },
-    }
-    options = EngineOptions(layer=target.name, targets=targets, device=torch_device, batch_size=batch_size,
-                            methods=chosen_methods, precision=precision, workers=workers or default_workers(),
-                            max_pixels=max_pixels)
+    say = partial(click.echo, err=True)
     try:
-        report = Report(out_dir, run_info)
-    except OSError as exc:
-        raise CamcliError(f"Cannot write to output folder '{out_dir}': {exc.strerror or exc}. Pass a writable --out DIR.") from exc
-    done = partial(finished_doc, out_dir, ctx=ctx) if resume else None
-    try:
-        with tqdm(total=len(items), unit="img", file=sys.stderr, disable=quiet, desc="explain") as bar, \
-                _stop_on_signals() as stop:
-            for outcome, doc in run_pipeline(loaded, items, options, partial(write, out_dir, ctx=ctx), done, stop):
-                item = item_of(outcome)
-                line = report.add(printable(item.path), printable(item.rel), doc, skipped=isinstance(outcome, Skipped))
-                if json_lines:
-                    click.echo(json_text({"json": printable(out_dir / line["json"]), **doc}))
-                bar.update(1)
-            if stop.is_set():
-                report.close(status="interrupted")
-                click.echo("Interrupted: stopped after the current batch. Run the same command again to resume.",
-                           err=True)
-                return EXIT_INTERRUPTED
+        with _stop_on_signals() as stop:
+            return local.run(job, items, emit if job.json_lines else None, stop, say)
     except BrokenPipeError:  # whoever read --json stopped reading (`| head`): stop quietly
-        with suppress(OSError):
-            report.close(status="interrupted")
         with suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_INTERRUPTED
-    except BaseException as exc:
-        with suppress(OSError):  # record how far the run got, if the output folder still takes it
-            report.close(status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
-        if isinstance(exc, OSError):
-            raise CamcliError(f"Cannot write outputs under '{out_dir}': {exc.strerror or exc}. "
-                              "Free some space or pass a writable --out DIR.") from exc
-        raise
-    summary = report.close()
-    if not quiet:
-        counts = summary["counts"]
-        skipped = f", {counts['skipped']} skipped (already done)" if counts["skipped"] else ""
-        click.echo(f"{counts['total']} image{'' if counts['total'] == 1 else 's'}: {counts['ok']} ok, "
-                   f"{counts['failed']} failed{skipped}. Outputs in {out_dir}/", err=True)
-        for failure in summary["failures"]:
-            click.echo(f"  failed: {failure['path']}: {failure['error']}", err=True)
-    return report.exit_code
 
 
 @cli.command()

@@ -11,21 +11,25 @@ from .errors import CamcliError
 from .records import ImageItem
 
 RESERVED = frozenset({"run.json", "summary.jsonl"})  # camcli's own files at the top of --out
+OUTPUT_MARKER = ".camcli-output"  # written into every output folder when a run starts
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
 )
 
 
-def _walk(root: Path, include: Sequence[str], exclude: Sequence[str]) -> Iterator[Path]:
+def _walk(root: Path, include: Sequence[str], exclude: Sequence[str],
+          skip: frozenset[tuple[int, int]] = frozenset()) -> Iterator[Path]:
     """Files below ``root`` with image suffixes, sorted, skipping hidden entries.
 
     Symlinked folders are followed, each real folder once, so a link loop ends the descent.
+    Output folders of camcli runs (they hold OUTPUT_MARKER) and the folders in ``skip`` (device,
+    inode) are not entered: a run never explains its own overlays.
     ``include`` / ``exclude`` globs match the path relative to ``root`` or the file name.
     """
-    visited: set[tuple[int, int]] = set()
+    visited: set[tuple[int, int]] = set(skip)
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         info = os.stat(dirpath)
-        if (info.st_dev, info.st_ino) in visited:
+        if (info.st_dev, info.st_ino) in visited or OUTPUT_MARKER in filenames:
             dirnames[:] = []
             continue
         visited.add((info.st_dev, info.st_ino))
@@ -54,15 +58,22 @@ def read_path_list(stream: BinaryIO) -> list[Path]:
     return [Path(os.fsdecode(line.rstrip(b"\r\n"))) for line in stream if line.strip()]
 
 
-def discover(inputs: Sequence[Path], include: Sequence[str] = (), exclude: Sequence[str] = ()) -> list[ImageItem]:
+def discover(inputs: Sequence[Path], include: Sequence[str] = (), exclude: Sequence[str] = (),
+             out: Path | None = None) -> list[ImageItem]:
     """Expand files and folders into image items.
 
     A folder contributes its image files (by suffix), recursively; a file named explicitly is
     always taken, whatever its suffix, so that a bad file is reported rather than ignored.
-    ``include`` / ``exclude`` globs filter what folders contribute. Each item's ``rel`` mirrors its path under its input folder (with several inputs, prefixed by
-    that folder's name so outputs stay apart); files given directly mirror their path below the
-    deepest folder that holds them all (a lone file: its own name).
+    ``include`` / ``exclude`` globs filter what folders contribute; folders never yield camcli's
+    own outputs (``out``, and any folder a camcli run wrote into). Each item's ``rel`` mirrors its
+    path under its input folder (with several inputs, prefixed by that folder's name so outputs
+    stay apart); files given directly mirror their path below the deepest folder that holds them
+    all (a lone file: its own name).
     """
+    skip: frozenset[tuple[int, int]] = frozenset()
+    if out is not None and out.is_dir():
+        info = os.stat(out)
+        skip = frozenset({(info.st_dev, info.st_ino)})
     items: list[ImageItem] = []
     seen: dict[PurePosixPath, Path] = {}
     files = [os.path.abspath(p) for p in inputs if not p.is_dir()]
@@ -72,7 +83,7 @@ def discover(inputs: Sequence[Path], include: Sequence[str] = (), exclude: Seque
             raise CamcliError(f"Input path '{given}' does not exist. Check the spelling or pass an existing file or folder.")
         if given.is_dir():
             prefix = PurePosixPath(given.resolve().name) if len(inputs) > 1 else PurePosixPath()
-            found = ((p, PurePosixPath(p.relative_to(given).as_posix())) for p in _walk(given, include, exclude))
+            found = ((p, PurePosixPath(p.relative_to(given).as_posix())) for p in _walk(given, include, exclude, skip))
         else:
             rel_file = PurePosixPath(Path(os.path.relpath(os.path.abspath(given), base)).as_posix())
             prefix, found = PurePosixPath(), iter([(given, rel_file)])
@@ -93,6 +104,7 @@ def discover(inputs: Sequence[Path], include: Sequence[str] = (), exclude: Seque
     if not items:
         raise CamcliError(
             f"No images found in {', '.join(map(str, inputs))}. camcli looks for files ending in "
-            f"{' '.join(sorted(IMAGE_SUFFIXES))}; name a file explicitly to try it whatever its suffix."
+            f"{' '.join(sorted(IMAGE_SUFFIXES))} and skips its own output folders; name a file explicitly "
+            "to try it whatever its suffix."
         )
     return items

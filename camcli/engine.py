@@ -145,22 +145,3 @@ class GradCam:
             self._activation = None
         return CamBatch(logits.detach(), classes, activation.detach().float(), torch.stack(alphas, dim=1).float(),
                         None if input_grads is None else input_grads.float())
-
-
-def upsample(cams: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear upsampling (half-pixel centres, as OpenCV) of ...×h×w maps to ``size`` (H, W)."""
-    shape = cams.shape
-    up = F.interpolate(cams.reshape(-1, 1, *shape[-2:]), size=size, mode="bilinear", align_corners=False)
-    return up.reshape(*shape[:-2], *size)
-
-
-def min_max(maps: torch.Tensor) -> torch.Tensor:
-    """Scale each H×W map to [0, 1]; a constant map (no evidence anywhere) becomes all zeros."""
-    lo = maps.amin(dim=(-2, -1), keepdim=True)
-    span = maps.amax(dim=(-2, -1), keepdim=True) - lo
-    return torch.where(span > 0, (maps - lo) / span.clamp_min(torch.finfo(maps.dtype).tiny), torch.zeros_like(maps))
-
-
-def normalize_and_upsample(cams: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Upsample, then min-max scale: the peak is exactly 1 at input resolution."""
-    return min_max(upsample(cams, size))

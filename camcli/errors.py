@@ -1,6 +1,16 @@
-"""Error types. Every message says what the user can do about it."""
+"""Error types and exit codes. Every message says what the user can do about it.
+
+Imports nothing heavy: the command line reports usage errors before torch is loaded.
+"""
 
 from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_SOME_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 3
+EXIT_GATE_FAILED = 4
+EXIT_INTERRUPTED = 130
 
 
 class CamcliError(Exception):
@@ -20,7 +30,11 @@ class LayerError(CamcliError):
 
 
 class TargetError(CamcliError):
-    """A requested class is unknown."""
+    """A requested class is unknown or ambiguous."""
+
+
+class RunLocked(CamcliError):
+    """Another run is writing to the same output folder."""
 
 
 class ImageError(Exception):

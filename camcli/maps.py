@@ -15,6 +15,26 @@ from .records import Geometry
 BOX_THRESHOLD = 0.15  # the paper binarizes at 15% of the map's max
 
 
+def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear upsampling (half-pixel centres, as OpenCV) of ...×h×w maps to ``size`` (H, W)."""
+    shape = maps.shape
+    up = F.interpolate(maps.reshape(-1, 1, *shape[-2:]), size=size, mode="bilinear", align_corners=False)
+    return up.reshape(*shape[:-2], *size)
+
+
+def min_max(maps: torch.Tensor) -> torch.Tensor:
+    """Scale each H×W map to [0, 1]; a constant map (no evidence anywhere) becomes all zeros."""
+    lo = maps.amin(dim=(-2, -1), keepdim=True)
+    span = maps.amax(dim=(-2, -1), keepdim=True) - lo
+    return torch.where(span > 0, (maps - lo) / span.clamp_min(torch.finfo(maps.dtype).tiny), torch.zeros_like(maps))
+
+
+def input_map(raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """A CAM's raw map as shown: upsampled to the model input (``size``), then min-max scaled, so its
+    peak is exactly 1 (as pytorch-grad-cam scales)."""
+    return min_max(upsample(raw, size))
+
+
 def seen_rect(geometry: Geometry) -> tuple[int, int, int, int]:
     """Original pixels whose centres fall inside the crop: (left, top, right, bottom), exclusive."""
     x0, y0, x1, y1 = geometry.crop_box

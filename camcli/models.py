@@ -241,21 +241,14 @@ def _load_bundled(model: nn.Module) -> Path:
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Read a state dict from .safetensors, or a .pth/.pt file that is one or wraps one."""
-    if not path.is_file():
-        raise ModelError(f"Weights file '{path}' does not exist.")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    from .checkpoints import read_checkpoint
 
-            return load_file(str(path))
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # any reader failure means the same thing to the user
-        raise ModelError(f"Cannot read weights file '{path}': {exc}. Expected a state dict (.pth/.pt) or .safetensors.") from exc
+    obj = read_checkpoint(path)
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
             break
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ModelError(f"'{path}' does not hold a state dict (a mapping of names to tensors).")
     return {k.removeprefix("module."): v for k, v in obj.items()}
 

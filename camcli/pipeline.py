@@ -21,6 +21,7 @@ from typing import Callable, Iterable, Iterator, Optional, Sequence, TypeVar, Un
 import torch
 
 from . import maps, methods
+from .methods import basic
 from .errors import CamcliError
 from .engine import GradCam
 from .models import LoadedModel
@@ -166,7 +167,7 @@ def _explain_batch(cam: GradCam, loaded: LoadedModel, batch: list[Prepared], opt
     # Mixed precision covers the forward pass; the maps are computed in float32 by the engine.
     with torch.autocast(options.device.type, dtype=dtype) if dtype else nullcontext():
         out = cam(x, options.targets.choose)
-    computed = {m: methods.compute(out, m, loaded.data.input_size) for m in options.methods}
+    computed = {m: basic.compute(out, m, loaded.data.input_size) for m in options.methods}
     probs = out.logits.softmax(dim=1)
     top = probs.topk(min(TOP_PREDICTIONS, probs.shape[1]), dim=1).indices
     # One transfer per batch for what localization reads on the CPU.

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-import torch
-from PIL import Image
+if TYPE_CHECKING:  # only for annotations: discovering files must not import torch
+    import torch
+    from PIL import Image
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ class Skipped:
     """An input whose outputs from an earlier run are complete and current (``--resume``)."""
 
     item: ImageItem
-    doc: dict  # its explanation.json, as written then
+    doc: dict[str, Any]  # its explanation.json, as written then
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,10 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from . import __version__
+from .discover import OUTPUT_MARKER
+from .errors import EXIT_OK, EXIT_SOME_FAILED
 from .writer import JSON_NAME, atomic_write, json_text
-
-EXIT_OK = 0
-EXIT_SOME_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERNAL = 3
-EXIT_INTERRUPTED = 130
 
 
 class Report:
@@ -26,6 +23,9 @@ class Report:
         self.failed: list[dict[str, str]] = []
         self.started = time.time()
         out_root.mkdir(parents=True, exist_ok=True)
+        marker = out_root / OUTPUT_MARKER  # folders walked later never yield this run's outputs
+        if not marker.exists():
+            atomic_write(marker, (json_text({"camcli": __version__}) + "\n").encode("utf-8"))
         for stale in out_root.glob(".run.json.tmp*"):  # from a run killed while closing
             stale.unlink(missing_ok=True)
         self._summary = open(out_root / "summary.jsonl", "w", encoding="utf-8")

@@ -33,7 +33,11 @@ class Targets:
 
 
 def resolve_class(spec: str, labels: Sequence[str]) -> int:
-    """An index, or a label matched case-insensitively (whole label or one of its comma-separated names)."""
+    """An index, or a label matched case-insensitively: a whole label, or one of its comma-separated names.
+
+    A name that fits several classes (ImageNet has two "crane"s: 134 the bird, 517 the machine) is an
+    error listing them all, never a silent first match.
+    """
     text = spec.strip()
     if text.lstrip("-").isdigit():
         index = int(text)
@@ -41,10 +45,14 @@ def resolve_class(spec: str, labels: Sequence[str]) -> int:
             raise TargetError(f"Class index {index} is out of range: this model has classes 0 to {len(labels) - 1}.")
         return index
     wanted = text.lower()
-    for i, label in enumerate(labels):
-        names = [label.lower()] + [n.strip().lower() for n in label.split(",")]
-        if wanted in names:
-            return i
+    matches = [i for i, label in enumerate(labels)
+               if wanted == label.lower() or wanted in (n.strip().lower() for n in label.split(","))]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        listed = "; ".join(f"{i} ({labels[i]})" for i in matches)
+        raise TargetError(f"Class name '{spec}' is ambiguous: it matches {listed}. Pass the index instead, "
+                          f"e.g. --class {matches[0]}.")
     names = [n.strip() for label in labels for n in label.split(",")]
     close = difflib.get_close_matches(text, names, n=5, cutoff=0.6)
     hint = f" Did you mean: {', '.join(repr(c) for c in close)}?" if close else ""

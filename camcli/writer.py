@@ -7,6 +7,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -16,26 +17,18 @@ import numpy as np
 
 from . import maps, render
 from .discover import printable
-from .encoding import encode_picture
+from .encoding import FORMATS, encode_picture
+from .job import DEFAULT_SAVE
+from .methods import METHODS
 from .records import Failure, ImageItem, ImageResult, Skipped
 
 SCHEMA_VERSION = 1
 JSON_NAME = "explanation.json"
 TOP_PREDICTIONS = 5
-
-
-SAVE_CHOICES = ("overlay", "map", "raw_map", "json")
-
-
-def parse_save(specs: tuple[str, ...]) -> frozenset[str]:
-    """Comma-separated, repeatable ``--save`` values → the set of optional outputs to write."""
-    from .errors import CamcliError
-
-    names = {n.strip().lower() for spec in specs for n in spec.split(",") if n.strip()}
-    unknown = names - set(SAVE_CHOICES)
-    if unknown:
-        raise CamcliError(f"Unknown --save value(s): {', '.join(sorted(unknown))}. Use any of {','.join(SAVE_CHOICES)}.")
-    return frozenset(names - {"json"}) if specs else frozenset(SAVE_CHOICES) - {"json"}
+# The names camcli gives an image's files: {method}_{class}_{kind}.{ext}. Only these are ever removed.
+OUTPUT_FILE = re.compile(
+    rf"^(?:{'|'.join(map(re.escape, METHODS))})_\d+_(?:overlay|map|raw|image)\.(?:npy|{'|'.join(FORMATS)})$"
+)
 
 
 @dataclass(frozen=True)
@@ -46,7 +39,7 @@ class RunContext:
     preprocess: dict[str, Any]
     colormap: str = "jet"
     alpha: float = 0.5
-    save: frozenset[str] = frozenset({"overlay", "map", "raw_map"})  # explanation.json is always written
+    save: frozenset[str] = DEFAULT_SAVE  # explanation.json is always written
     overlay_format: str = "png"
     fingerprint: str = ""  # of every setting that shapes the outputs; --resume compares it
 
@@ -133,6 +126,7 @@ def write(out_root: Path, result: Union[ImageResult, Failure, Skipped], ctx: Run
         for stale in folder.glob(".*.tmp*"):  # left by a run that was killed while writing here
             stale.unlink(missing_ok=True)
         doc = _failure_doc(result, ctx) if isinstance(result, Failure) else _write_result(folder, result, ctx)
+        _remove_stale(folder, doc)
     except OSError as exc:
         if exc.errno in FATAL_ERRNOS:
             raise
@@ -146,6 +140,15 @@ def write(out_root: Path, result: Union[ImageResult, Failure, Skipped], ctx: Run
             raise
         doc = _write_error_doc(result, ctx, exc)  # recorded in summary.jsonl and run.json only
     return doc
+
+
+def _remove_stale(folder: Path, doc: dict[str, Any]) -> None:
+    """Remove files an earlier run wrote here under camcli's naming scheme that ``doc`` does not list,
+    so the folder holds exactly what its explanation.json names (others' files are left alone)."""
+    listed = {name for exp in doc["explanations"] for name in exp["files"].values()}
+    for path in folder.iterdir():
+        if path.name not in listed and OUTPUT_FILE.match(path.name) and path.is_file():
+            path.unlink(missing_ok=True)
 
 
 def _write_error_doc(result: Union[ImageResult, Failure], ctx: RunContext, exc: Exception) -> dict[str, Any]:
@@ -186,7 +189,7 @@ def _write_result(folder: Path, result: ImageResult, ctx: RunContext) -> dict[st
     doc["preprocess"] = {
         **ctx.preprocess,
         "resized_size": list(geometry.resized),
-        "crop_box": [round(v, 3) for v in geometry.crop_box],
+        "crop_box": list(geometry.crop_box),  # exact: full_map() rebuilds maps from it
     }
     doc["predictions"] = [
         {"class_index": p.class_index, "label": p.label, "logit": p.logit, "probability": p.probability}

@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from camcli import full_map
 from camcli.cli import cli
 
 # Hand-marked points on chelsea.png (451×300): both eyes and the nose.
@@ -96,16 +97,16 @@ def test_json_and_files_are_as_documented(sample_run):
     assert probs == sorted(probs, reverse=True)
     assert [e["rank"] for e in doc["explanations"]] == [1, 2, 3]
     for exp in doc["explanations"]:
-        assert exp["method"] == "gradcam"
+        assert exp["method"] == "gradcam" and set(exp["files"]) == {"overlay", "raw_map"}  # the default --save
         raw = np.load(out / "chelsea.png" / exp["files"]["raw_map"])
-        full = np.load(out / "chelsea.png" / exp["files"]["map"])
+        full = full_map(out / "chelsea.png" / "explanation.json", exp)
         assert raw.dtype == np.float32 and raw.shape == (7, 7) and raw.min() >= 0
         assert full.dtype == np.float32 and full.shape == (300, 451)
         assert full.min() >= 0 and full.max() <= 1 and full.max() > 0.95
         with Image.open(out / "chelsea.png" / exp["files"]["overlay"]) as overlay:
             assert overlay.size == (451, 300)
     # the model never saw the left and right margins of the 3:2 photo: map 0, overlay dimmed
-    full = np.load(out / "chelsea.png" / doc["explanations"][0]["files"]["map"])
+    full = full_map(out / "chelsea.png" / "explanation.json", 0)
     assert full[:, :90].max() == 0 and full[:, 360:].max() == 0
     original = np.asarray(Image.open(Path(doc["source"]["path"])).convert("RGB"), np.float32)
     overlay = np.asarray(Image.open(out / "chelsea.png" / doc["explanations"][0]["files"]["overlay"]), np.float32)
@@ -190,7 +191,8 @@ def test_console_script(tmp_path, samples):
 def test_all_methods(sample_copy, tmp_path):
     out = tmp_path / "out"
     result = run("explain", str(sample_copy / "chelsea.png"), "--out", str(out), "-q", "--top-k", "1",
-                 "--method", "gradcam,counterfactual", "--method", "guided-backprop,guided-gradcam")
+                 "--method", "gradcam,counterfactual", "--method", "guided-backprop,guided-gradcam",
+                 "--save", "overlay,map,raw_map")
     assert result.exit_code == 0, result.output
     folder = out / "chelsea.png"
     exps = load(out, "chelsea.png")["explanations"]
@@ -253,8 +255,7 @@ def test_thin_image_stays_small(sample_copy, tmp_path):
     assert result.exit_code == 0
     grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert grown_mib < 500  # resizing the whole strip first would take ~1.8 GB
-    exp = load(tmp_path / "o", "strip.png")["explanations"][0]
-    assert np.load(tmp_path / "o" / "strip.png" / exp["files"]["map"]).shape == (5000, 1)
+    assert full_map(tmp_path / "o" / "strip.png" / "explanation.json", 0).shape == (5000, 1)
 
 
 @pytest.mark.parametrize("make,message", [
@@ -302,7 +303,9 @@ def test_stdin_and_odd_file_names(sample_copy, tmp_path):
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["source"]["path"].rsplit("/", 1)[1] for line in lines] == ["café ☕.png", "caf\\xe9.png"]
     assert (out / "café ☕.png" / "explanation.json").is_file()
-    assert len(list(out.iterdir())) == 4  # two image folders, run.json, summary.jsonl
+    assert sorted(p.name for p in out.iterdir() if p.is_file()) == [".camcli-lock", ".camcli-output", "run.json",
+                                                                  "summary.jsonl"]
+    assert len([p for p in out.iterdir() if p.is_dir()]) == 2  # one folder per image
 
 
 def test_unusable_output_location_exits_2_without_traceback(sample_copy, tmp_path):

@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from camcli.engine import GradCam, normalize_and_upsample
+from camcli.engine import GradCam
+from camcli.maps import input_map
 from camcli.errors import LayerError
 from camcli.layers import probe_layers, resolve_layer
 from camcli.models import load_model
@@ -112,10 +113,10 @@ def test_unknown_layer_suggests_close_names(resnet):
         resolve_layer(resnet, (64, 64), "fc")
 
 
-def test_normalize_and_upsample():
+def test_input_map():
     cams = torch.zeros(1, 2, 7, 7)
     cams[0, 0, 3, 3] = 2.0
-    up = normalize_and_upsample(cams, (224, 224))
+    up = input_map(cams, (224, 224))
     assert up.shape == (1, 2, 224, 224)
     assert float(up[0, 0].max()) == pytest.approx(1.0) and float(up[0, 0].min()) == 0.0
     assert float(up[0, 1].abs().max()) == 0.0  # constant map: no evidence

@@ -12,7 +12,7 @@ from torch import nn
 from camcli.engine import GradCam
 from camcli.guided import GuidedBackprop, is_activation
 from camcli.layers import resolve_layer
-from camcli.methods import compute
+from camcli.methods.basic import compute
 from camcli.models import load_model
 from camcli.preprocess import decode, to_input
 

@@ -13,7 +13,8 @@ from captum.attr import LayerGradCam
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-from camcli.engine import GradCam, normalize_and_upsample
+from camcli.engine import GradCam
+from camcli.maps import input_map
 from camcli.layers import resolve_layer
 from camcli.models import load_model
 from camcli.preprocess import decode, to_input
@@ -51,7 +52,7 @@ def test_gradcam_matches_captum_and_pytorch_grad_cam(name, layer_name, channels_
     classes = out.classes.gather(1, strongest)
     raw = out.cam().gather(1, strongest[:, :, None, None].expand(-1, -1, *out.activations.shape[-2:]))
     assert (raw.amax(dim=(2, 3)) > 0).all()
-    up = normalize_and_upsample(raw, size)
+    up = input_map(raw, size)
 
     module = dict(model.named_modules())[layer]
     captum = LayerGradCam(model, module)

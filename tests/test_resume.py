@@ -43,7 +43,7 @@ def camcli(*args: str) -> subprocess.Popen:
 
 def snapshot(out: Path) -> dict[str, bytes]:
     files = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    return {k: v for k, v in files.items() if k != "run.json"}
+    return {k: v for k, v in files.items() if k not in ("run.json", ".camcli-lock")}  # these name the run
 
 
 @pytest.fixture(scope="module")
@@ -104,8 +104,8 @@ def test_resume_rules(sample_copy, tmp_path):
     assert again["counts"] == {"ok": 0, "failed": 0, "skipped": 2, "total": 2}
     assert (out / "coffee.png" / "explanation.json").read_bytes() == before
 
-    (out / "coffee.png" / ".gradcam_967_map.npy.tmp99999").write_bytes(b"half")  # a killed writer's leftover
-    (out / "coffee.png" / "gradcam_967_map.npy").unlink()  # incomplete outputs: redone
+    (out / "coffee.png" / ".gradcam_967_raw.npy.tmp99999").write_bytes(b"half")  # a killed writer's leftover
+    (out / "coffee.png" / "gradcam_967_raw.npy").unlink()  # incomplete outputs: redone
     assert CliRunner().invoke(cli, args).exit_code == 0
     assert json.loads((out / "run.json").read_text())["counts"]["ok"] == 2  # its whole batch is redone
     assert (out / "coffee.png" / "explanation.json").read_bytes() == before

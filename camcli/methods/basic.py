@@ -10,27 +10,9 @@ from __future__ import annotations
 
 import torch
 
-from .engine import CamBatch, min_max, upsample
-
-CAM_METHODS = ("gradcam", "counterfactual")
-GUIDED_METHODS = ("guided-backprop", "guided-gradcam")
-METHODS = CAM_METHODS + GUIDED_METHODS
-
-
-def parse_methods(specs: tuple[str, ...]) -> tuple[str, ...]:
-    """Comma-separated, repeatable method names → unique names in the order given."""
-    from .errors import CamcliError
-
-    names = [n.strip().lower() for spec in specs for n in spec.split(",") if n.strip()]
-    for name in names:
-        if name not in METHODS:
-            raise CamcliError(f"Unknown method '{name}'. Use one or more of: {', '.join(METHODS)} (e.g. --method gradcam,guided-gradcam).")
-    return tuple(dict.fromkeys(names)) or ("gradcam",)
-
-
-def needs_guided(methods: tuple[str, ...]) -> bool:
-    return any(m in GUIDED_METHODS for m in methods)
-
+from ..engine import CamBatch
+from ..maps import min_max, upsample
+from . import CAM_METHODS
 
 def to_display(gradients: torch.Tensor) -> torch.Tensor:
     """B×K×3×H×W gradients → an RGB image in [0, 1] as such gradients are usually shown:

@@ -1,0 +1,89 @@
+"""The local runner: one process, a thread pool decoding ahead of the model and one writing behind it."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+from tqdm import tqdm
+
+from ..allocator import keep_freed_memory
+from ..discover import printable
+from ..errors import EXIT_INTERRUPTED, CamcliError
+from ..job import ExplainJob
+from ..lock import RunLock
+from ..pipeline import run as run_pipeline
+from ..records import ImageItem, Skipped
+from ..report import Report
+from ..session import Session, open_session
+from ..writer import finished_doc, item_of, write
+
+
+def run(job: ExplainJob, items: Sequence[ImageItem], emit: Callable[[dict[str, Any]], None] | None = None,
+        stop: threading.Event | None = None, say: Callable[[str], None] = print) -> int:
+    """Explain and write ``items``; returns the exit code. ``emit`` receives each image's document
+    (with a "json" key: its path) as it finishes; ``say`` prints the closing summary."""
+    keep_freed_memory()  # a long run reuses its memory instead of faulting it in again each batch
+    session = open_session(job)
+    out = job.out
+    stop = stop or threading.Event()
+    lock = RunLock(out)
+    try:
+        lock.acquire()
+    except OSError as exc:
+        raise CamcliError(f"Cannot write to output folder '{out}': {exc.strerror or exc}. Pass a writable --out DIR.") from exc
+    try:
+        return _run_locked(job, session, items, emit, stop, say)
+    finally:
+        lock.release()
+
+
+def _run_locked(job: ExplainJob, session: Session, items: Sequence[ImageItem],
+                emit: Callable[[dict[str, Any]], None] | None, stop: threading.Event, say: Callable[[str], None]) -> int:
+    out = job.out
+    try:
+        report = Report(out, session.run_info)
+    except OSError as exc:
+        raise CamcliError(f"Cannot write to output folder '{out}': {exc.strerror or exc}. Pass a writable --out DIR.") from exc
+    done = partial(finished_doc, out, ctx=session.ctx) if job.resume else None
+    try:
+        with tqdm(total=len(items), unit="img", file=sys.stderr, disable=job.quiet, desc="explain") as bar:
+            for outcome, doc in run_pipeline(session.loaded, items, session.options, partial(write, out, ctx=session.ctx),
+                                             done, stop):
+                item = item_of(outcome)
+                line = report.add(printable(item.path), printable(item.rel), doc, skipped=isinstance(outcome, Skipped))
+                if emit is not None:
+                    emit({"json": printable(out / line["json"]), **doc})
+                bar.update(1)
+        if stop.is_set():
+            report.close(status="interrupted")
+            say("Interrupted: stopped after the current batch. Run the same command again to resume.")
+            return EXIT_INTERRUPTED
+    except BrokenPipeError:  # whoever read --json stopped reading (`| head`): stop quietly
+        _close_quietly(report, "interrupted")
+        raise
+    except BaseException as exc:
+        _close_quietly(report, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
+        if isinstance(exc, OSError):
+            raise CamcliError(f"Cannot write outputs under '{out}': {exc.strerror or exc}. "
+                              "Free some space or pass a writable --out DIR.") from exc
+        raise
+    summary = report.close()
+    if not job.quiet:
+        counts = summary["counts"]
+        skipped = f", {counts['skipped']} skipped (already done)" if counts["skipped"] else ""
+        say(f"{counts['total']} image{'' if counts['total'] == 1 else 's'}: {counts['ok']} ok, "
+            f"{counts['failed']} failed{skipped}. Outputs in {out}/")
+        for failure in summary["failures"]:
+            say(f"  failed: {failure['path']}: {failure['error']}")
+    return report.exit_code
+
+
+def _close_quietly(report: Report, status: str) -> None:
+    try:  # record how far the run got, if the output folder still takes it
+        report.close(status=status)
+    except OSError:
+        pass
