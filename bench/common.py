@@ -9,6 +9,9 @@ from typing import Callable
 
 import torch
 
+from camcli.explainer import Explained, BatchExplainer
+from camcli.layers import resolve_layers
+from camcli.methods.base import Settings
 from camcli.models import LoadedModel
 from camcli.preprocess import decode, to_input
 
@@ -42,3 +45,13 @@ def race(contenders: dict[str, Callable[[], object]], rounds: int) -> tuple[dict
 def paired(slow: list[float], fast: list[float]) -> float:
     """Median over rounds of slow/fast: robust to load that drifts between rounds."""
     return statistics.median(s / f for s, f in zip(slow, fast, strict=True))
+
+
+def camcli_explain(model: torch.nn.Module, layers: tuple[str, ...], x: torch.Tensor, methods: list[str], k: int,
+                   channels_last: bool = False, batch_size: int = 8, **settings: object) -> Explained:
+    """camcli's engine from image tensors to maps: top-``k`` classes, ``methods`` sharing one pass."""
+    size = (int(x.shape[-2]), int(x.shape[-1]))
+    infos = resolve_layers(model, size, layers)
+    with BatchExplainer(model, [(i.name, i.layout) for i in infos], methods, Settings(size, **settings),  # type: ignore[arg-type]
+                   batch_size=batch_size, channels_last=channels_last) as explainer:
+        return explainer(x, lambda scores: scores.topk(k, dim=1).indices)

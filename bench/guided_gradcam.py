@@ -16,12 +16,10 @@ import warnings
 import torch
 
 from camcli.allocator import keep_freed_memory
-from camcli.engine import GradCam
 from camcli.layers import resolve_layer
-from camcli.methods import compute
 from camcli.models import load_model
 
-from common import paired, race, sample_batch
+from common import camcli_explain, paired, race, sample_batch
 
 K = 5
 
@@ -36,9 +34,8 @@ def run(name: str, images: int, repeats: int, device: torch.device, channels_las
     x = sample_batch(loaded, images).to(device)
 
     def camcli_maps() -> torch.Tensor:
-        with GradCam(model, layer, guided=True, channels_last=channels_last) as cam:
-            out = cam(x, lambda logits: logits.topk(K, dim=1).indices)
-        return compute(out, "guided-gradcam", size)[0]
+        out = camcli_explain(model, (layer,), x, ["guided-gradcam"], K, channels_last=channels_last)
+        return out.maps["guided-gradcam"].raw
 
     oracle = GuidedGradCam(model, dict(model.named_modules())[layer])
 

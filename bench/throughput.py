@@ -32,8 +32,6 @@ import torch
 
 from camcli.allocator import keep_freed_memory
 from camcli.discover import discover
-from camcli.engine import GradCam
-from camcli.maps import input_map
 from camcli.layers import resolve_layer
 from camcli.models import load_model
 from camcli.pipeline import EngineOptions, _ahead, batches, default_workers, run
@@ -43,7 +41,7 @@ from camcli.targets import Targets
 from camcli.job import parse_save
 from camcli.writer import RunContext, write
 
-from common import SAMPLES, paired, race, sample_batch
+from common import camcli_explain, SAMPLES, paired, race, sample_batch
 
 K = 5
 
@@ -71,9 +69,10 @@ def bench_model(name: str, folder: Path, batch: int, rounds: int, device: torch.
     loaded = load_model(name, random_weights=name != "tf_efficientnet_lite0")
     model = loaded.model.to(device).eval()
     size = loaded.data.input_size
-    layer = resolve_layer(model, size).name
+    info = resolve_layer(model, size)
+    layer = info.name
     items = discover([folder])
-    options = EngineOptions(layer=layer, targets=Targets((), K), device=device, batch_size=batch,
+    options = EngineOptions(layers=((layer, info.layout),), targets=Targets((), K), device=device, batch_size=batch,
                             workers=default_workers())
     layout = torch.channels_last if options.channels_last else torch.contiguous_format
     out = Path(tempfile.mkdtemp(prefix="camcli-bench-"))
@@ -109,9 +108,7 @@ def bench_model(name: str, folder: Path, batch: int, rounds: int, device: torch.
             model.to(memory_format=torch.contiguous_format)
 
     def engine() -> torch.Tensor:
-        with GradCam(model, layer, channels_last=options.channels_last) as cam:
-            result = cam(x, lambda logits: logits.topk(K, dim=1).indices)
-        return input_map(result.cam(), size)
+        return camcli_explain(model, (layer,), x, ["gradcam"], K, channels_last=options.channels_last).maps["gradcam"].display
 
     def grad_cam() -> list:
         with torch.no_grad():

@@ -20,6 +20,7 @@ import click
 
 from . import __version__
 from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, CamcliError
+from .methods import METHODS, SMOOTHING
 
 if TYPE_CHECKING:
     from .job import ExplainJob
@@ -141,11 +142,20 @@ class FiniteFloat(click.FloatRange):
 @click.option("--include", multiple=True, metavar="GLOB",
               help="Only files in folders whose relative path or name matches; repeatable (e.g. '*.jpg').")
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Skip files in folders matching; repeatable.")
-@click.option("--layer", help="Target layer name (default: the last layer with a spatial 4-D output). See 'camcli layers'.")
+@click.option("--layer", "layer_names", multiple=True,
+              help="Target layer (default: the last layer with a spatial 4-D output); repeatable: per-layer maps are "
+                   "scaled and averaged. See 'camcli layers'.")
 @click.option("--top-k", type=click.IntRange(min=0), default=None, help="Explain the K most likely classes.  [default: 3, or 0 with --class]")
 @click.option("--class", "class_specs", multiple=True, help="Explain this class (index or label name); repeatable.")
 @click.option("--method", "method_specs", multiple=True, metavar="LIST",
-              help="gradcam (default), counterfactual, guided-backprop, guided-gradcam; comma-separated, repeatable.")
+              help=f"Comma-separated, repeatable: {', '.join(METHODS)}.  [default: gradcam]")
+@click.option("--smooth", type=click.Choice(SMOOTHING), default=None,
+              help="aug: average over flipped and scaled copies; eigen: first principal component instead of the "
+                   "channel sum (CAM methods).")
+@click.option("--occlusion-window", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Occlusion: window side in input pixels.")
+@click.option("--occlusion-stride", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Occlusion: step between windows.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=None,
@@ -169,7 +179,8 @@ class FiniteFloat(click.FloatRange):
               help="Print each image's explanation.json as one line on stdout (and nothing else there).")
 def explain(inputs: tuple[Path, ...], model_name: str, weights: Optional[Path], num_classes: Optional[int],
             labels_file: Optional[Path], random_weights: bool, include: tuple[str, ...], exclude: tuple[str, ...],
-            layer: Optional[str], top_k: Optional[int], class_specs: tuple[str, ...], method_specs: tuple[str, ...],
+            layer_names: tuple[str, ...], top_k: Optional[int], class_specs: tuple[str, ...],
+            method_specs: tuple[str, ...], smooth: Optional[str], occlusion_window: int, occlusion_stride: int,
             device: str, batch_size: int, workers: Optional[int], precision: str, save_specs: tuple[str, ...],
             overlay_format: str, out_dir: Path, colormap: str, alpha: float, quiet: bool, max_pixels: int,
             resume: bool, json_lines: bool) -> None:
@@ -182,8 +193,9 @@ def explain(inputs: tuple[Path, ...], model_name: str, weights: Optional[Path], 
         paths = tuple(p for given in inputs for p in (read_path_list(sys.stdin.buffer) if str(given) == "-" else [given]))
         job = ExplainJob(
             inputs=paths, out=out_dir, model=ModelSpec(model_name, weights, num_classes, labels_file, random_weights),
-            include=include, exclude=exclude, layer=layer, top_k=top_k, classes=class_specs,
-            methods=parse_methods(method_specs), device=device, batch_size=batch_size, workers=workers,
+            include=include, exclude=exclude, layers=layer_names, top_k=top_k, classes=class_specs,
+            methods=parse_methods(method_specs), smooth=smooth, occlusion_window=occlusion_window,
+            occlusion_stride=occlusion_stride, device=device, batch_size=batch_size, workers=workers,
             precision=precision, save=parse_save(save_specs), overlay_format=overlay_format, colormap=colormap,
             alpha=alpha, max_pixels=max_pixels, resume=resume, quiet=quiet, json_lines=json_lines,
             config=click.get_current_context().meta.get("camcli.config"),

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import CamcliError
-from .methods import parse_methods
+from .methods import REGISTRY, SMOOTHING, parse_methods
 
 DEFAULT_MODEL = "tf_efficientnet_lite0"
 SAVE_CHOICES = ("overlay", "map", "raw_map", "json")
@@ -42,10 +42,13 @@ class ExplainJob:
     model: ModelSpec = field(default_factory=ModelSpec)
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
-    layer: str | None = None
+    layers: tuple[str, ...] = ()  # none: the default layer
     top_k: int | None = None  # None: 3, or 0 when classes are named
     classes: tuple[str, ...] = ()  # indices or labels, resolved once the labels are known
     methods: tuple[str, ...] = ("gradcam",)
+    smooth: str | None = None  # "aug" | "eigen"
+    occlusion_window: int = 32
+    occlusion_stride: int = 16
     device: str = "auto"
     batch_size: int = 8
     workers: int | None = None
@@ -69,6 +72,16 @@ class ExplainJob:
         check_finite("alpha", self.alpha)
         if not 0.0 <= self.alpha <= 1.0:
             raise CamcliError(f"--alpha {self.alpha} is outside 0-1. Pass a value such as 0.5.")
+        if self.smooth is not None:
+            if self.smooth not in SMOOTHING:
+                raise CamcliError(f"Unknown --smooth '{self.smooth}'. Use aug or eigen.")
+            if not any(self.smooth in REGISTRY[m].smoothing for m in self.methods):
+                fits = [m for m in REGISTRY if self.smooth in REGISTRY[m].smoothing]
+                raise CamcliError(f"--smooth {self.smooth} applies to none of the methods asked for; it applies to "
+                                  f"{', '.join(fits)}.")
+        if self.occlusion_window < 1 or self.occlusion_stride < 1 or self.occlusion_stride > self.occlusion_window:
+            raise CamcliError("--occlusion-stride must be between 1 and --occlusion-window (default 16 and 32), "
+                              "so that the windows cover every pixel.")
         if self.top_k == 0 and not self.classes:
             raise CamcliError("Nothing to explain: --top-k 0 and no --class. Pass --top-k K or --class C.")
 

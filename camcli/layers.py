@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from torch import nn
 
 from .errors import LayerError
+from .layout import Layout
 
 
 NOT_FEATURE_MAPS = frozenset({"Softmax", "Softmax2d", "Dropout", "Dropout2d", "Identity"})
@@ -24,6 +25,10 @@ class LayerInfo:
     name: str
     kind: str
     shape: tuple[int, ...]  # output shape for a 1×3×H×W input
+
+    @property
+    def layout(self) -> Layout:
+        return Layout("nchw", (self.shape[2], self.shape[3]))
 
     @property
     def channels_last(self) -> bool:
@@ -73,9 +78,10 @@ def probe_layers(model: nn.Module, input_size: tuple[int, int]) -> list[LayerInf
     return list(seen.values())
 
 
-def resolve_layer(model: nn.Module, input_size: tuple[int, int], name: Optional[str] = None) -> LayerInfo:
+def resolve_layer(model: nn.Module, input_size: tuple[int, int], name: Optional[str] = None,
+                  probed: Optional[list[LayerInfo]] = None) -> LayerInfo:
     """The layer named ``name``, or the default: the last spatial 4-D output."""
-    layers = probe_layers(model, input_size)
+    layers = probe_layers(model, input_size) if probed is None else probed
     if name is None:
         spatial = [info for info in layers if info.spatial]
         if not spatial:
@@ -99,3 +105,11 @@ def resolve_layer(model: nn.Module, input_size: tuple[int, int], name: Optional[
             "Pick a layer from 'camcli layers MODEL'."
         )
     return info
+
+
+def resolve_layers(model: nn.Module, input_size: tuple[int, int], names: Sequence[str] = ()) -> tuple[LayerInfo, ...]:
+    """The named layers (in the order given, each once), or the default layer."""
+    probed = probe_layers(model, input_size)
+    if not names:
+        return (resolve_layer(model, input_size, probed=probed),)
+    return tuple(resolve_layer(model, input_size, name, probed) for name in dict.fromkeys(names))

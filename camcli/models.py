@@ -28,11 +28,11 @@ _BUNDLED = "tf_efficientnet_lite0"
 class ModelRef:
     """A parsed model name."""
 
-    source: str  # "timm" or "tv"
+    source: str  # "timm", "tv", or "module" (an nn.Module given to the Python API)
     name: str
 
     def __str__(self) -> str:
-        return self.name if self.source == "timm" else f"tv:{self.name}"
+        return self.name if self.source == "timm" else f"{self.source}:{self.name}"
 
 
 @dataclass(frozen=True)
@@ -316,25 +316,31 @@ def _default_labels(ref: ModelRef, model: nn.Module, n: int) -> tuple[str, ...]:
 
 def _data_config(ref: ModelRef, model: nn.Module) -> DataConfig:
     if ref.source == "timm":
-        import math
-
-        from timm.data import resolve_data_config
-
-        cfg = resolve_data_config({}, model=model)
-        _, h, w = cfg["input_size"]
-        crop_pct = cfg.get("crop_pct") or 0.875
-        mode = cfg.get("crop_mode") or "center"
-        scaled = (math.floor(h / crop_pct), math.floor(w / crop_pct))
-        if mode == "center":
-            resize: tuple[int, int] | int = scaled[0] if h == w else scaled
-        elif mode == "squash":
-            resize = scaled
-        else:
-            raise ModelError(f"Model '{ref}' uses timm crop mode '{mode}', which camcli does not support yet.")
-        return DataConfig((h, w), resize, cfg["interpolation"], tuple(cfg["mean"]), tuple(cfg["std"]))
+        return module_data_config(model, ref)
     default = _tv_default_weights(ref.name)
     if default is not None:
         t = default.transforms()
         crop = t.crop_size[0]
         return DataConfig((crop, crop), t.resize_size[0], t.interpolation.value, tuple(t.mean), tuple(t.std))
     return DataConfig((224, 224), 256, "bilinear", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+def module_data_config(model: nn.Module, ref: object = "this model") -> DataConfig:
+    """timm's eval preprocessing for ``model``: its pretrained config where it has one, else timm's
+    defaults (224 px, crop 0.875, bicubic, ImageNet mean and std)."""
+    import math
+
+    from timm.data import resolve_data_config
+
+    cfg = resolve_data_config({}, model=model)
+    _, h, w = cfg["input_size"]
+    crop_pct = cfg.get("crop_pct") or 0.875
+    mode = cfg.get("crop_mode") or "center"
+    scaled = (math.floor(h / crop_pct), math.floor(w / crop_pct))
+    if mode == "center":
+        resize: tuple[int, int] | int = scaled[0] if h == w else scaled
+    elif mode == "squash":
+        resize = scaled
+    else:
+        raise ModelError(f"Model '{ref}' uses timm crop mode '{mode}', which camcli does not support yet.")
+    return DataConfig((h, w), resize, cfg["interpolation"], tuple(cfg["mean"]), tuple(cfg["std"]))

@@ -11,19 +11,22 @@ from __future__ import annotations
 import os
 import threading
 from collections import deque
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from itertools import islice
-from typing import Callable, Iterable, Iterator, Optional, Sequence, TypeVar, Union
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, TypeVar, Union
 
 import torch
 
 from . import maps, methods
-from .methods import basic
 from .errors import CamcliError
-from .engine import GradCam
+from .explainer import BatchExplainer
+from .heads import Head
+from .layout import Layout
+from .methods import load
+from .methods.base import Settings
 from .models import LoadedModel
 from .preprocess import DEFAULT_MAX_PIXELS, prepare
 from .records import Explanation, Failure, ImageItem, ImageResult, Prediction, Prepared, Skipped
@@ -40,7 +43,7 @@ PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 @dataclass(frozen=True)
 class EngineOptions:
-    layer: str
+    layers: tuple[tuple[str, Layout], ...]
     targets: Targets
     device: torch.device
     batch_size: int = 8
@@ -48,12 +51,28 @@ class EngineOptions:
     precision: str = "fp32"
     workers: int = 2
     max_pixels: int = DEFAULT_MAX_PIXELS
+    smooth: Optional[str] = None
+    occlusion_window: int = 32
+    occlusion_stride: int = 16
+    head: Head = Head()
 
     @property
     def channels_last(self) -> bool:
-        """NHWC speeds up convolutions on CPU and CUDA. Not with guided methods: their ReLU gates
-        flip on rounding differences, and their maps should match other tools exactly."""
-        return self.device.type in ("cpu", "cuda") and not methods.needs_guided(self.methods)
+        """NHWC speeds up convolutions on CPU and CUDA. Not with input-space gradients: guided and
+        deconvnet gates flip on rounding differences, and those maps should match other tools exactly."""
+        input_space = any(load(m).needs.rules for m in self.methods)
+        return self.device.type in ("cpu", "cuda") and not input_space
+
+    def autocast(self) -> AbstractContextManager[Any]:
+        """Mixed precision for forward passes only; every map is computed in float32."""
+        dtype = PRECISIONS[self.precision]
+        return torch.autocast(self.device.type, dtype=dtype) if dtype else nullcontext()
+
+    def explainer(self, model: torch.nn.Module, input_size: tuple[int, int]) -> BatchExplainer:
+        conv = any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+        settings = Settings(input_size, self.smooth, self.occlusion_window, self.occlusion_stride)
+        return BatchExplainer(model, self.layers, self.methods, settings, self.head, self.batch_size,
+                         channels_last=conv and self.channels_last, autocast=self.autocast)
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -111,14 +130,11 @@ def explain(loaded: LoadedModel, items: Sequence[ImageItem], options: EngineOpti
     This is a generator: the model carries camcli's hooks (and eval mode) until it is exhausted
     or closed.
     """
-    model = loaded.model
-    conv = any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
-    guided = methods.needs_guided(options.methods)
     prepare_one = partial(prepare, data=loaded.data, done=done, max_pixels=options.max_pixels)
     stream: Iterable[Union[Prepared, Failure, Skipped]] = (
         _ahead(decoders, prepare_one, items, 2 * options.batch_size) if decoders else map(prepare_one, items)
     )
-    with GradCam(model, options.layer, guided=guided, channels_last=conv and options.channels_last) as cam:
+    with options.explainer(loaded.model, loaded.data.input_size) as explainer:
         for chunk in batches(stream, options.batch_size):
             if stop is not None and stop.is_set():
                 return
@@ -126,7 +142,7 @@ def explain(loaded: LoadedModel, items: Sequence[ImageItem], options: EngineOpti
                 chunk = [prepare(p.item, loaded.data, max_pixels=options.max_pixels) if isinstance(p, Skipped) else p
                          for p in chunk]
             good = [p for p in chunk if isinstance(p, Prepared)]
-            results = iter(_explain_batch(cam, loaded, good, options) if good else [])
+            results = iter(_explain_batch(explainer, loaded, good, options) if good else [])
             for p in chunk:
                 yield next(results) if isinstance(p, Prepared) else p
 
@@ -158,39 +174,36 @@ def run(loaded: LoadedModel, items: Sequence[ImageItem], options: EngineOptions,
             raise
 
 
-def _explain_batch(cam: GradCam, loaded: LoadedModel, batch: list[Prepared], options: EngineOptions) -> list[ImageResult]:
+def _explain_batch(explainer: BatchExplainer, loaded: LoadedModel, batch: list[Prepared],
+                   options: EngineOptions) -> list[ImageResult]:
     x = torch.stack([p.tensor for p in batch])
     if options.device.type == "cuda":
         x = x.pin_memory()
     x = x.to(options.device, non_blocking=True)
-    dtype = PRECISIONS[options.precision]
-    # Mixed precision covers the forward pass; the maps are computed in float32 by the engine.
-    with torch.autocast(options.device.type, dtype=dtype) if dtype else nullcontext():
-        out = cam(x, options.targets.choose)
-    computed = {m: basic.compute(out, m, loaded.data.input_size) for m in options.methods}
-    probs = out.logits.softmax(dim=1)
-    top = probs.topk(min(TOP_PREDICTIONS, probs.shape[1]), dim=1).indices
+    out = explainer(x, options.targets.choose)
+    top = out.probabilities.topk(min(TOP_PREDICTIONS, out.probabilities.shape[1]), dim=1).indices
     # One transfer per batch for what localization reads on the CPU.
-    logits_c, probs_c, top_c, classes_c = (t.cpu() for t in (out.logits, probs, top, out.classes))
-    located = {m: locator.cpu().numpy() for m, (_, _, locator) in computed.items()}
+    scores_c, probs_c, top_c, classes_c = (t.cpu() for t in (out.scores, out.probabilities, top, out.classes))
+    located = {m: maps.locator.cpu().numpy() for m, maps in out.maps.items()}
     results = []
     for b, p in enumerate(batch):
         predictions = tuple(
-            Prediction(int(c), loaded.labels[c], float(logits_c[b, c]), float(probs_c[b, c])) for c in top_c[b].tolist()
+            Prediction(int(c), loaded.labels[c], float(scores_c[b, c]), float(probs_c[b, c])) for c in top_c[b].tolist()
         )
         explanations, done = [], set()
         for j, c in enumerate(classes_c[b].tolist()):
             if c in done:
                 continue
             done.add(c)
-            for method, (raw, display, _) in computed.items():
+            for method, found in out.maps.items():
                 where = located[method][b, j]
+                heat = methods.kind(method) == "cam"
                 explanations.append(Explanation(
                     method=method, class_index=c, label=loaded.labels[c], rank=options.targets.rank(j),
-                    logit=float(logits_c[b, c]), probability=float(probs_c[b, c]),
-                    raw_map=raw[b, j], input_map=display[b, j],
-                    bbox=maps.box(where, p.geometry) if method in methods.CAM_METHODS else None,
-                    peak=maps.peak(where, p.geometry),
+                    logit=float(scores_c[b, c]), probability=float(probs_c[b, c]),
+                    raw_map=found.raw[b, j], input_map=found.display[b, j],
+                    bbox=maps.box(where, p.geometry) if heat else None,
+                    peak=maps.peak(where, p.geometry), params=out.params[method],
                 ))
         results.append(ImageResult(p, predictions, tuple(explanations)))
     return results

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -99,10 +99,11 @@ class Explanation:
     rank: Optional[int]  # position in the top-k, None for a user-chosen class
     logit: float
     probability: float
-    raw_map: torch.Tensor  # CAMs: h×w at feature resolution; guided: 3×H×W; unnormalized
-    input_map: torch.Tensor  # CAMs: H×W in [0, 1]; guided: 3×H×W RGB in [0, 1]
+    raw_map: torch.Tensor  # heat maps: h×w (a layer's grid, or the input's); pixel methods: 3×H×W; unnormalized
+    input_map: torch.Tensor  # heat maps: H×W in [0, 1]; pixel methods: 3×H×W RGB in [0, 1]
     bbox: Optional[tuple[int, int, int, int]]  # original-image pixels; None if no box applies
     peak: Optional[tuple[int, int]]  # original-image pixels; None for an all-zero map
+    params: dict[str, Any] = field(default_factory=dict)  # what reproduces it: layers, window, rule, ...
 
 
 @dataclass(frozen=True)

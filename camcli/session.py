@@ -17,8 +17,8 @@ from . import __version__
 from .discover import printable
 from .errors import CamcliError
 from .job import ExplainJob
-from .layers import LayerInfo, resolve_layer
-from .models import LoadedModel, load_model
+from .layers import LayerInfo, resolve_layers
+from .models import DataConfig, LoadedModel, load_model
 from .pipeline import EngineOptions, default_workers, resolve_device
 from .preprocess import sha256_of
 from .targets import Targets, resolve_class
@@ -32,7 +32,7 @@ class Session:
     job: ExplainJob
     loaded: LoadedModel
     device: torch.device
-    layer: LayerInfo
+    layers: tuple[LayerInfo, ...]
     options: EngineOptions
     ctx: RunContext
     run_info: dict[str, Any]
@@ -48,25 +48,18 @@ def open_session(job: ExplainJob) -> Session:
                         labels_file=spec.labels_file, random_weights=spec.random_weights)
     classes = tuple(dict.fromkeys(resolve_class(c, loaded.labels) for c in job.classes))
     targets = Targets(classes, min(job.k, loaded.num_classes))
-    layer = resolve_layer(loaded.model, loaded.data.input_size, job.layer)
+    layers = resolve_layers(loaded.model, loaded.data.input_size, job.layers)
     loaded.model.to(device)
+    names = [info.name for info in layers]
 
-    data = loaded.data
-    model_info = {
-        "name": str(loaded.ref), "weights": loaded.weights, "target_layer": layer.name,
-        "input_size": list(data.input_size), "num_classes": loaded.num_classes,
-    }
-    preprocess_info = {
-        "resize": data.resize if isinstance(data.resize, int) else list(data.resize),
-        "resize_rule": "shorter side" if isinstance(data.resize, int) else "exact (height, width)",
-        "interpolation": data.interpolation, "center_crop": list(data.input_size),
-        "mean": list(data.mean), "std": list(data.std),
-    }
+    model_info = describe_model(loaded, layers)
+    preprocess_info = describe_preprocess(loaded.data)
     # A local weights file is identified by its content, so --resume notices a retrained model.
     weights_id = loaded.weights if spec.weights is None else f"sha256:{sha256_of(Path(spec.weights))}"
     settings = {  # everything that shapes an image's outputs: --resume compares their fingerprint
         "camcli": __version__, "model": str(loaded.ref), "weights": weights_id, "labels": list(loaded.labels),
-        "layer": layer.name, "methods": list(job.methods), "classes": list(classes), "top_k": targets.top_k,
+        "layers": names, "methods": list(job.methods), "smooth": job.smooth,
+        "occlusion": [job.occlusion_window, job.occlusion_stride], "classes": list(classes), "top_k": targets.top_k,
         "batch_size": job.batch_size, "device": device.type, "precision": job.precision, "save": sorted(job.save),
         "overlay_format": job.overlay_format, "colormap": job.colormap, "alpha": job.alpha,
         "preprocess": preprocess_info, "max_pixels": job.max_pixels,
@@ -74,7 +67,7 @@ def open_session(job: ExplainJob) -> Session:
     ctx = RunContext(model=model_info, preprocess=preprocess_info, colormap=job.colormap, alpha=job.alpha,
                      save=job.save, overlay_format=job.overlay_format, fingerprint=fingerprint(settings))
     workers = job.workers or default_workers()
-    shared = ("methods", "classes", "top_k", "batch_size", "precision", "overlay_format", "colormap", "alpha",
+    shared = ("methods", "smooth", "occlusion", "classes", "top_k", "batch_size", "precision", "overlay_format", "colormap", "alpha",
               "max_pixels")
     import timm
     import torchvision
@@ -90,6 +83,26 @@ def open_session(job: ExplainJob) -> Session:
             "resume": job.resume, "config": job.config,
         },
     }
-    options = EngineOptions(layer=layer.name, targets=targets, device=device, batch_size=job.batch_size,
-                            methods=job.methods, precision=job.precision, workers=workers, max_pixels=job.max_pixels)
-    return Session(job, loaded, device, layer, options, ctx, run_info)
+    options = EngineOptions(layers=tuple((info.name, info.layout) for info in layers), targets=targets, device=device,
+                            batch_size=job.batch_size, methods=job.methods, precision=job.precision, workers=workers,
+                            max_pixels=job.max_pixels, smooth=job.smooth, occlusion_window=job.occlusion_window,
+                            occlusion_stride=job.occlusion_stride)
+    return Session(job, loaded, device, layers, options, ctx, run_info)
+
+
+def describe_model(loaded: LoadedModel, layers: tuple[LayerInfo, ...]) -> dict[str, Any]:
+    """The "model" record of explanation.json and run.json."""
+    return {
+        "name": str(loaded.ref), "weights": loaded.weights, "target_layer": ", ".join(i.name for i in layers),
+        "input_size": list(loaded.data.input_size), "num_classes": loaded.num_classes,
+    }
+
+
+def describe_preprocess(data: DataConfig) -> dict[str, Any]:
+    """The "preprocess" record: how images were cut and normalized for the model."""
+    return {
+        "resize": data.resize if isinstance(data.resize, int) else list(data.resize),
+        "resize_rule": "shorter side" if isinstance(data.resize, int) else "exact (height, width)",
+        "interpolation": data.interpolation, "center_crop": list(data.input_size),
+        "mean": list(data.mean), "std": list(data.std),
+    }

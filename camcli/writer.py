@@ -182,7 +182,8 @@ def _failure_doc(failure: Failure, ctx: RunContext) -> dict[str, Any]:
     return doc
 
 
-def _write_result(folder: Path, result: ImageResult, ctx: RunContext) -> dict[str, Any]:
+def result_doc(result: ImageResult, ctx: RunContext) -> dict[str, Any]:
+    """The explanation.json document of a computed image, with no files listed yet."""
     prepared = result.prepared
     geometry = prepared.geometry
     doc = _base_doc(prepared.source, ctx)
@@ -195,12 +196,31 @@ def _write_result(folder: Path, result: ImageResult, ctx: RunContext) -> dict[st
         {"class_index": p.class_index, "label": p.label, "logit": p.logit, "probability": p.probability}
         for p in result.predictions
     ]
+    doc["explanations"] = [{
+        "method": exp.method,
+        "class_index": exp.class_index,
+        "label": exp.label,
+        "rank": exp.rank,
+        "logit": exp.logit,
+        "probability": exp.probability,
+        "bbox": list(exp.bbox) if exp.bbox else None,
+        "peak": list(exp.peak) if exp.peak else None,
+        "params": exp.params,
+        "files": {},
+    } for exp in result.explanations]
+    return doc
+
+
+def _write_result(folder: Path, result: ImageResult, ctx: RunContext) -> dict[str, Any]:
+    doc = result_doc(result, ctx)
+    prepared = result.prepared
+    geometry = prepared.geometry
     seen = maps.seen_rect(geometry)
     backdrop = render.dimmed(prepared.image) if "overlay" in ctx.save else None
     ext = ctx.overlay_format
-    for exp in result.explanations:
+    for exp, entry in zip(result.explanations, doc["explanations"], strict=True):
         stem = f"{exp.method}_{exp.class_index}"
-        files: dict[str, str] = {}
+        files: dict[str, str] = entry["files"]
         if exp.input_map.dim() == 2 and {"overlay", "map"} & ctx.save:
             # One map at a time: at full resolution a 100-megapixel image's map alone is 400 MB.
             heat = maps.to_original(exp.input_map[None], geometry)[0].cpu().numpy()
@@ -220,15 +240,4 @@ def _write_result(folder: Path, result: ImageResult, ctx: RunContext) -> dict[st
         if "raw_map" in ctx.save:
             files["raw_map"] = f"{stem}_raw.npy"
             atomic_write(folder / files["raw_map"], _npy(exp.raw_map.cpu().numpy()))
-        doc["explanations"].append({
-            "method": exp.method,
-            "class_index": exp.class_index,
-            "label": exp.label,
-            "rank": exp.rank,
-            "logit": exp.logit,
-            "probability": exp.probability,
-            "bbox": list(exp.bbox) if exp.bbox else None,
-            "peak": list(exp.peak) if exp.peak else None,
-            "files": files,
-        })
     return doc

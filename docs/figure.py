@@ -1,42 +1,50 @@
-"""Rebuild docs/methods.jpg from a camcli run (see README, "Methods").
+"""Rebuild docs/methods.jpg: every method on one sample image, from a real camcli run.
 
-    camcli explain sample_images/grace_hopper.jpg sample_images/chelsea.png -o /tmp/fig \
-        --method gradcam,counterfactual,guided-backprop,guided-gradcam --class mortarboard --class 'tiger cat'
-    python docs/figure.py /tmp/fig
+    python docs/figure.py            # runs camcli explain on sample_images/chelsea.png, class "tiger cat"
 """
 
+from __future__ import annotations
+
 import json
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-ROWS = [("grace_hopper.jpg", 667), ("chelsea.png", 282)]
-METHODS = ["gradcam", "counterfactual", "guided-backprop", "guided-gradcam"]
-HEIGHT = 240
+ROOT = Path(__file__).resolve().parent.parent
+IMAGE, CLASS = "chelsea.png", "tiger cat"
+COLUMNS, HEIGHT = 6, 200
 
 
-def main(out: Path) -> None:
-    tiles = []
-    for image, cls in ROWS:
-        doc = json.loads((out / image / "explanation.json").read_text())
-        row = []
-        for method in METHODS:
-            exp = next(e for e in doc["explanations"] if e["method"] == method and e["class_index"] == cls)
-            picture = Image.open(out / image / (exp["files"].get("overlay") or exp["files"]["image"])).convert("RGB")
-            picture = picture.resize((round(picture.width * HEIGHT / picture.height), HEIGHT), Image.Resampling.LANCZOS)
-            ImageDraw.Draw(picture).text((6, 4), f"{method}: {exp['label'].split(',')[0]}", fill=(255, 255, 255))
-            row.append(picture)
-        tiles.append(row)
-    width = max(sum(t.width for t in row) for row in tiles)
-    sheet = Image.new("RGB", (width, HEIGHT * len(tiles)), "white")
-    for r, row in enumerate(tiles):
-        x = 0
-        for tile in row:
-            sheet.paste(tile, (x, r * HEIGHT))
-            x += tile.width
+def main() -> None:
+    from camcli.methods import METHODS
+
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([sys.executable, "-m", "camcli", "explain", str(ROOT / "sample_images" / IMAGE), "-o", tmp,
+                        "-q", "--class", CLASS, "--method", ",".join(METHODS)], check=True)
+        folder = Path(tmp) / IMAGE
+        doc = json.loads((folder / "explanation.json").read_text())
+        tiles = [_tile(Image.open(ROOT / "sample_images" / IMAGE).convert("RGB"), "input")]
+        for exp in doc["explanations"]:
+            picture = Image.open(folder / (exp["files"].get("overlay") or exp["files"]["image"])).convert("RGB")
+            tiles.append(_tile(picture, exp["method"]))
+    width = tiles[0].width
+    rows = (len(tiles) + COLUMNS - 1) // COLUMNS
+    sheet = Image.new("RGB", (width * COLUMNS, HEIGHT * rows), "white")
+    for i, tile in enumerate(tiles):
+        sheet.paste(tile, ((i % COLUMNS) * width, (i // COLUMNS) * HEIGHT))
     sheet.save(Path(__file__).with_name("methods.jpg"), quality=85)
 
 
+def _tile(picture: Image.Image, caption: str) -> Image.Image:
+    picture = picture.resize((round(picture.width * HEIGHT / picture.height), HEIGHT), Image.Resampling.LANCZOS)
+    draw = ImageDraw.Draw(picture)
+    draw.rectangle((0, 0, 8 + 7 * len(caption), 16), fill=(0, 0, 0))
+    draw.text((4, 3), caption, fill=(255, 255, 255))
+    return picture
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main()

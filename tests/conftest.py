@@ -48,3 +48,25 @@ def hook_counts(model: torch.nn.Module) -> list[int]:
         + len(getattr(m, "_backward_pre_hooks", {}))
         for m in model.modules()
     ]
+
+
+def explain_tensors(model: torch.nn.Module, layers, x: torch.Tensor, methods, classes=None, k: int = 2,
+                    channels_last: bool = False, batch_size: int = 8, **settings):
+    """camcli's engine on tensors: ``layers`` names (None: the default layer), ``classes`` B×K, a chooser
+    (class scores → B×K) or None for the top ``k``. Returns the ``Explained`` batch."""
+    from camcli.explainer import BatchExplainer
+    from camcli.layers import resolve_layers
+    from camcli.methods.base import Settings
+
+    size = tuple(x.shape[-2:])
+    names = () if layers is None else ((layers,) if isinstance(layers, str) else tuple(layers))
+    infos = resolve_layers(model, size, names)
+    if callable(classes):
+        choose = classes
+    elif classes is not None:
+        choose = lambda scores: classes  # noqa: E731
+    else:
+        choose = lambda scores: scores.topk(k, dim=1).indices  # noqa: E731
+    with BatchExplainer(model, [(i.name, i.layout) for i in infos], list(methods), Settings(size, **settings),
+                   batch_size=batch_size, channels_last=channels_last) as explainer:
+        return explainer(x, choose)

@@ -218,8 +218,13 @@ def test_all_methods(sample_copy, tmp_path):
 
 
 def test_unknown_method_exits_2(sample_copy, tmp_path):
-    result = CliRunner().invoke(cli, ["explain", str(sample_copy), "-o", str(tmp_path / "o"), "--method", "gradcam++"])
-    assert result.exit_code == 2 and "guided-gradcam" in result.output
+    from camcli.methods import METHODS
+
+    assert "no-such-method" not in METHODS
+    result = CliRunner().invoke(cli, ["explain", str(sample_copy), "-o", str(tmp_path / "o"), "--method",
+                                      "gradcam,no-such-method"])
+    assert result.exit_code == 2 and "Unknown method 'no-such-method'" in result.output
+    assert all(name in result.output for name in METHODS)
 
 
 def test_guided_with_reduced_precision(sample_copy, tmp_path):

@@ -1,20 +1,21 @@
-"""The engine leaves the caller's model as it was and batches correctly."""
+"""The engine leaves the caller's model as it was, batches correctly, and serves every method from one pass."""
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
+from conftest import explain_tensors, hook_counts
 from torch import nn
 
-from camcli.engine import GradCam
-from camcli.maps import input_map
+from camcli.engine import Capture, Needs
 from camcli.errors import LayerError
 from camcli.layers import probe_layers, resolve_layer
+from camcli.layout import Layout
+from camcli.maps import input_map
+from camcli.methods import METHODS
 from camcli.models import load_model
 
-from conftest import hook_counts
+ALL = METHODS
 
 
 def _state(model: nn.Module):
@@ -24,6 +25,7 @@ def _state(model: nn.Module):
         [p.grad for p in model.parameters()],
         [type(m) for m in model.modules()],
         {k: v.clone() for k, v in model.state_dict().items()},
+        [(p.data_ptr(), p.stride()) for p in model.parameters()],
     )
 
 
@@ -33,6 +35,8 @@ def _assert_same(before, after):
     assert all(a is None and b is None for a, b in zip(before[2], after[2], strict=True)), ".grad touched"
     assert before[3] == after[3], "modules swapped"
     assert all(torch.equal(before[4][k], after[4][k]) for k in before[4]), "weights changed"
+    assert before[5] == after[5], "parameter storage or layout changed"
+    assert torch.overrides._get_current_function_mode_stack() == [], "a function mode was left active"
 
 
 @pytest.fixture(scope="module")
@@ -41,35 +45,67 @@ def resnet():
     return load_model("resnet18", random_weights=True).model
 
 
-def test_model_left_as_it_was_also_on_error(resnet):
+def test_model_left_as_it_was_after_every_method_and_on_error(resnet):
     resnet.train()  # the caller's mode must come back, not eval
     before = _state(resnet)
-    with GradCam(resnet, "layer4") as cam:
-        cam(torch.randn(2, 3, 64, 64), lambda logits: logits.topk(2, dim=1).indices)
+    x = torch.randn(2, 3, 64, 64)
+    explain_tensors(resnet, "layer4", x, ALL, k=2, occlusion_window=32, occlusion_stride=32)
     _assert_same(before, _state(resnet))
-    with pytest.raises(RuntimeError, match="boom"):
-        with GradCam(resnet, "layer4") as cam:
-            def explode(logits):
+    for channels_last in (False, True):
+        with pytest.raises(RuntimeError, match="boom"):
+            def explode(scores):
                 raise RuntimeError("boom")
-            cam(torch.randn(1, 3, 64, 64), explode)
-    _assert_same(before, _state(resnet))
+            explain_tensors(resnet, "layer4", x, ALL, classes=explode, channels_last=channels_last)
+        _assert_same(before, _state(resnet))
     resnet.eval()
 
 
-def test_batch_equals_single_images(resnet):
-    x = torch.randn(3, 3, 96, 96)
-    classes = torch.tensor([[1, 2], [3, 4], [5, 6]])
-    with GradCam(resnet, "layer4") as cam:
-        together = cam(x, lambda logits: classes).cam()
-        alone = torch.cat([cam(x[i : i + 1], lambda logits, i=i: classes[i : i + 1]).cam() for i in range(3)])
-    assert torch.allclose(together, alone, atol=1e-5 * float(alone.abs().max()))
+class _Exploding(torch.nn.Module):
+    """A classifier whose head fails on its second call: the first is the engine's pass, later ones the
+    perturbation forwards."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner, self.calls = inner, 0
+
+    def forward(self, x):
+        self.calls += 1
+        if self.calls > 1:
+            raise RuntimeError("boom in a perturbed forward")
+        return self.inner(x)
 
 
-def test_counterfactual_uses_negated_gradients(resnet):
-    with GradCam(resnet, "layer4") as cam:
-        out = cam(torch.randn(1, 3, 64, 64), lambda logits: torch.tensor([[3]]))
-    by_hand = torch.relu((-out.weights[0, 0][:, None, None] * out.activations[0]).sum(0))
-    assert torch.allclose(out.cam(sign=-1.0)[0, 0], by_hand, atol=1e-6)
+@pytest.mark.parametrize("method", ["scorecam", "ablationcam", "occlusion"])
+def test_model_left_as_it_was_when_a_perturbation_forward_fails(resnet, method):
+    model = _Exploding(resnet)
+    before = _state(model)
+    with pytest.raises(RuntimeError, match="boom"):
+        explain_tensors(model, "inner.layer4", torch.randn(1, 3, 64, 64), [method], k=1, occlusion_window=32,
+                        occlusion_stride=32)
+    _assert_same(before, _state(model))
+
+
+@pytest.mark.parametrize("method", ALL)
+def test_k_classes_together_equal_one_at_a_time_and_batch_equals_single(resnet, method):
+    x = torch.randn(2, 3, 64, 64)
+    classes = torch.tensor([[1, 2, 3], [4, 5, 6]])
+    opts = {"occlusion_window": 32, "occlusion_stride": 16}
+    together = explain_tensors(resnet, "layer4", x, [method], classes=classes, **opts).maps[method].raw
+    for j in range(3):
+        alone = explain_tensors(resnet, "layer4", x, [method], classes=classes[:, j : j + 1], **opts).maps[method].raw
+        scale = float(alone.abs().max()) + 1e-12
+        assert torch.allclose(together[:, j : j + 1], alone, atol=1e-4 * scale, rtol=1e-4), method
+    single = explain_tensors(resnet, "layer4", x[1:], [method], classes=classes[1:], **opts).maps[method].raw
+    assert torch.allclose(together[1:], single, atol=1e-4 * (float(single.abs().max()) + 1e-12), rtol=1e-4), method
+
+
+def test_methods_asked_together_share_one_pass(resnet):
+    x = torch.randn(2, 3, 64, 64)
+    classes = torch.tensor([[1, 2], [3, 4]])
+    both = explain_tensors(resnet, "layer4", x, ["gradcam", "guided-gradcam", "saliency", "deconvnet"], classes=classes)
+    for method in ("gradcam", "guided-gradcam", "saliency", "deconvnet"):
+        alone = explain_tensors(resnet, "layer4", x, [method], classes=classes).maps[method].raw
+        assert torch.allclose(both.maps[method].raw, alone, atol=1e-5 * float(alone.abs().max()))
 
 
 def test_inplace_op_after_target_layer_is_harmless():
@@ -82,10 +118,12 @@ def test_inplace_op_after_target_layer_is_harmless():
     with torch.no_grad():
         model(x)
     handle.remove()
-    with GradCam(model, "features") as cam:
-        out = cam(x, lambda logits: torch.tensor([[0]]))
-    assert torch.equal(out.activations, captured["a"])  # pre-ReLU values, as the layer produced them
-    assert (out.activations < 0).any()
+    for needs in (Needs(layer_gradients=True), Needs(layer_gradients=True, rules=frozenset({"guided"}))):
+        with Capture(model, [("features", Layout())], needs) as capture:
+            out = capture(x, lambda scores: torch.tensor([[0]]))
+        acts = out.layers[0].activations
+        assert torch.equal(acts, captured["a"])  # pre-ReLU values, as the layer produced them
+        assert (acts < 0).any()
 
 
 def test_layer_called_twice_is_rejected():
@@ -93,9 +131,16 @@ def test_layer_called_twice_is_rejected():
     model = nn.Sequential(shared, nn.ReLU(), shared, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 4))
     # nn.Sequential registers the same module once; name it and call twice through the index.
     with pytest.raises(LayerError, match="more than once"):
-        with GradCam(model, "0") as cam:
-            cam(torch.randn(1, 3, 8, 8), lambda logits: logits.topk(1, dim=1).indices)
+        with Capture(model, [("0", Layout())], Needs(layer_gradients=True)) as capture:
+            capture(torch.randn(1, 3, 8, 8), lambda scores: scores.topk(1, dim=1).indices)
     assert hook_counts(model) == [0] * len(list(model.modules()))
+
+
+def test_several_layers_give_one_map_per_class(resnet):
+    x = torch.randn(2, 3, 64, 64)
+    out = explain_tensors(resnet, ["layer3", "layer4"], x, ["gradcam"], k=2)
+    assert out.maps["gradcam"].raw.shape == (2, 2, 64, 64)  # averaged at input resolution
+    assert out.params["gradcam"]["layers"] == ["layer3", "layer4"]
 
 
 def test_default_layer_is_last_spatial_output():
@@ -126,21 +171,32 @@ def test_channels_last_is_temporary_and_exact(resnet):
     pointers = [p.data_ptr() for p in resnet.parameters()]
     strides = [p.stride() for p in resnet.parameters()]
     x = torch.randn(2, 3, 64, 64)
-    pick = lambda logits: torch.tensor([[1, 2], [3, 4]])  # noqa: E731
-    with GradCam(resnet, "layer4") as cam:
-        plain = cam(x, pick).cam()
-    with GradCam(resnet, "layer4", channels_last=True) as cam:
-        assert resnet.conv1.weight.is_contiguous(memory_format=torch.channels_last)
-        fast = cam(x, pick).cam()
+    classes = torch.tensor([[1, 2], [3, 4]])
+    plain = explain_tensors(resnet, "layer4", x, ["gradcam"], classes=classes).maps["gradcam"].raw
+    fast = explain_tensors(resnet, "layer4", x, ["gradcam"], classes=classes, channels_last=True).maps["gradcam"].raw
     assert [p.data_ptr() for p in resnet.parameters()] == pointers  # the very same storage is back
     assert [p.stride() for p in resnet.parameters()] == strides
     assert torch.allclose(plain, fast, atol=1e-4 * float(plain.abs().max()))
 
 
-def test_channels_last_transformer_layers_are_not_feature_maps():
-    torch.manual_seed(0)
-    model = load_model("swin_tiny_patch4_window7_224", random_weights=True).model
-    info = resolve_layer(model, (224, 224))
-    assert info.name == "patch_embed.proj" and info.kind == "Conv2d"  # its only B×C×H×W feature map
-    with pytest.raises(LayerError, match="channels last"):
-        resolve_layer(model, (224, 224), "norm")
+def test_ablation_runs_from_the_layer_up_only_where_exact(resnet, monkeypatch):
+    """The tail shortcut is used where the model allows it, and gives the same maps as whole forwards."""
+    from camcli.engine import Probe
+
+    x = torch.randn(1, 3, 48, 48)
+    classes = torch.tensor([[1, 2]])
+    fed: list[int] = []
+    original = Probe._replaced
+
+    def spy(self, name, inputs, replacement):
+        fed.append(inputs.shape[0])
+        return original(self, name, inputs, replacement)
+
+    monkeypatch.setattr(Probe, "_replaced", spy)
+    tail = explain_tensors(resnet, "layer3", x, ["ablationcam"], classes=classes).maps["ablationcam"].raw
+    assert fed[0] == 1 and fed[1] == 1  # the check, then the part below the layer runs on one image
+    monkeypatch.setattr(Probe, "_tail_is_exact", lambda *args: False)  # force whole forwards
+    fed.clear()
+    whole = explain_tensors(resnet, "layer3", x, ["ablationcam"], classes=classes).maps["ablationcam"].raw
+    assert fed[0] > 1
+    assert torch.allclose(tail, whole, atol=1e-4 * float(whole.abs().max()))

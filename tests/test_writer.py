@@ -17,8 +17,8 @@ from camcli.writer import RunContext, write
 
 @pytest.fixture(scope="module")
 def chelsea_result(lite0, samples):
-    layer = resolve_layer(lite0.model, lite0.data.input_size).name
-    options = EngineOptions(layer=layer, targets=Targets((), 3), device=torch.device("cpu"),
+    layer = resolve_layer(lite0.model, lite0.data.input_size)
+    options = EngineOptions(layers=((layer.name, layer.layout),), targets=Targets((), 3), device=torch.device("cpu"),
                             methods=("gradcam", "counterfactual", "guided-gradcam"))
     [result] = list(explain(lite0, discover([samples / "chelsea.png"]), options))
     return result

@@ -1,0 +1,214 @@
+"""The Python API: the engine behind ``camcli explain``, for notebooks and scripts.
+
+    from camcli.api import Explainer
+
+    explainer = Explainer("resnet50", weights="resnet50.pth", methods=["gradcam", "scorecam"])
+    for image in explainer.explain(["cat.jpg", "dog.png"], top_k=3):
+        for exp in image.explanations:
+            print(exp.method, exp.label, exp.bbox)   # exp.raw, exp.map, exp.full_map()
+
+A model is a name (as ``--model``) or your own ``nn.Module``; images are paths, PIL images, HxWx3
+uint8 arrays, or tensors already preprocessed for the model (3×H×W or B×3×H×W). A module you pass is
+left exactly as it was: not moved, not switched to eval mode for good, no hook left behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from .errors import CamcliError
+from .heads import Head
+from .job import DEFAULT_MODEL, check_device
+from .layers import resolve_layers
+from .maps import to_original
+from .methods import REGISTRY, parse_methods
+from .models import DataConfig, LoadedModel, ModelRef, load_model, module_data_config
+from .pipeline import EngineOptions, _explain_batch, resolve_device
+from .preprocess import decode, to_input
+from .records import Geometry, ImageItem, ImageResult, Prepared, SourceInfo
+from .session import describe_model, describe_preprocess
+from .targets import Targets, resolve_class
+from .writer import RunContext, result_doc
+
+ImageLike = str | Path | Image.Image | np.ndarray | torch.Tensor
+
+
+@dataclass(frozen=True)
+class MethodMap:
+    """One (method, class) explanation of one image, on the CPU."""
+
+    method: str
+    class_index: int
+    label: str
+    rank: int | None  # place in the top-k; None for a class asked for by name or index
+    logit: float
+    probability: float
+    bbox: tuple[int, int, int, int] | None  # original-image pixels, x1/y1 exclusive
+    peak: tuple[int, int] | None
+    params: dict[str, Any]
+    raw: np.ndarray  # heat maps: h×w unnormalized; pixel methods: 3×H×W
+    map: np.ndarray  # at the model input: H×W in [0, 1], or 3×H×W RGB in [0, 1]
+    geometry: Geometry
+
+    def full_map(self) -> np.ndarray:
+        """The map on the original image (height×width, or 3×height×width for pixel methods)."""
+        placed = to_original(torch.from_numpy(self.map - (0.5 if self.map.ndim == 3 else 0.0))[None], self.geometry)[0]
+        return (placed + (0.5 if self.map.ndim == 3 else 0.0)).numpy()
+
+
+@dataclass(frozen=True)
+class ImageExplanation:
+    """Everything explained for one image: its predictions, its maps and its JSON-ready record."""
+
+    source: str
+    predictions: tuple[tuple[int, str, float, float], ...]  # (class index, label, logit, probability), top 5
+    explanations: tuple[MethodMap, ...]
+    record: dict[str, Any]  # as explanation.json, without files
+
+    def get(self, method: str, class_index: int) -> MethodMap:
+        for exp in self.explanations:
+            if exp.method == method and exp.class_index == class_index:
+                return exp
+        raise KeyError(f"no {method} map for class {class_index}")
+
+
+class Explainer:
+    """Explain images with one model and a set of methods (see ``camcli explain --help`` for each option)."""
+
+    def __init__(self, model: str | nn.Module = DEFAULT_MODEL, *, weights: str | Path | None = None,
+                 num_classes: int | None = None, labels: Sequence[str] | str | Path | None = None,
+                 random_weights: bool = False, layers: Sequence[str] | str = (), methods: Sequence[str] = ("gradcam",),
+                 device: str | None = None, batch_size: int = 8, precision: str = "fp32", smooth: str | None = None,
+                 occlusion_window: int = 32, occlusion_stride: int = 16, data: DataConfig | None = None,
+                 head: str = "softmax") -> None:
+        if isinstance(model, nn.Module):
+            self.loaded = _own_module(model, labels, data, head)
+            first = next(model.parameters(), None)
+            device = device or (str(first.device) if first is not None else "cpu")
+        else:
+            labels_file = Path(labels) if isinstance(labels, (str, Path)) else None
+            self.loaded = load_model(model, weights=Path(weights) if weights else None, num_classes=num_classes,
+                                     labels_file=labels_file, random_weights=random_weights)
+            if labels is not None and labels_file is None:
+                self.loaded = dataclasses.replace(self.loaded, labels=_checked_labels(labels, self.loaded.num_classes))
+            if data is not None:
+                self.loaded = dataclasses.replace(self.loaded, data=data)
+        self.device = resolve_device(check_device(device or "auto"))
+        if not isinstance(model, nn.Module):
+            self.loaded.model.to(self.device)
+        infos = resolve_layers(self.loaded.model, self.loaded.data.input_size, (layers,) if isinstance(layers, str) else tuple(layers))
+        self.layers = infos
+        self.methods = parse_methods(list(methods))
+        self.options = EngineOptions(
+            layers=tuple((i.name, i.layout) for i in infos), targets=Targets(), device=self.device,
+            batch_size=batch_size, methods=self.methods, precision=precision, smooth=smooth,
+            occlusion_window=occlusion_window, occlusion_stride=occlusion_stride, head=Head(head))
+        self.context = RunContext(model=describe_model(self.loaded, infos), preprocess=describe_preprocess(self.loaded.data))
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.loaded.labels
+
+    def explain(self, images: ImageLike | Iterable[ImageLike], *, top_k: int | None = None,
+                classes: Sequence[int | str] = (), methods: Sequence[str] | None = None) -> list[ImageExplanation]:
+        """Explain ``images`` for their ``top_k`` classes (default 3, or 0 with ``classes``) and/or ``classes``
+        (indices or labels), with ``methods`` (default: those given to the constructor)."""
+        chosen = tuple(dict.fromkeys(resolve_class(str(c), self.loaded.labels) for c in classes))
+        k = (0 if chosen else 3) if top_k is None else top_k
+        if k == 0 and not chosen:
+            raise CamcliError("Nothing to explain: top_k=0 and no classes.")
+        options = dataclasses.replace(self.options, targets=Targets(chosen, min(k, self.loaded.num_classes)),
+                                      methods=parse_methods(list(methods)) if methods else self.methods)
+        prepared = [self._prepare(image, i) for i, image in enumerate(_as_list(images))]
+        results: list[ImageExplanation] = []
+        with options.explainer(self.loaded.model, self.loaded.data.input_size) as explainer:
+            for start in range(0, len(prepared), options.batch_size):
+                batch = prepared[start : start + options.batch_size]
+                results += [self._wrap(r) for r in _explain_batch(explainer, self.loaded, batch, options)]
+        return results
+
+    def _prepare(self, image: ImageLike, index: int) -> Prepared:
+        data = self.loaded.data
+        if isinstance(image, torch.Tensor):
+            if image.dim() != 3 or tuple(image.shape[-2:]) != data.input_size:
+                raise CamcliError(f"Tensor {index} has shape {list(image.shape)}; pass 3×{data.input_size[0]}×"
+                                  f"{data.input_size[1]} tensors preprocessed for the model, or images.")
+            h, w = data.input_size
+            geometry = Geometry(w, h, (w, h), (0.0, 0.0, float(w), float(h)), (h, w))
+            shown = image.detach().float().cpu() * torch.tensor(data.std)[:, None, None] + torch.tensor(data.mean)[:, None, None]
+            rgb = Image.fromarray((shown.clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)) \
+                if shown.shape[0] == 3 else Image.new("RGB", (w, h))
+            source = SourceInfo(f"<tensor {index}>", "", w, h, "tensor")
+            return Prepared(ImageItem(Path(f"tensor-{index}"), PurePosixPath(f"tensor-{index}")), source, rgb,
+                            image.detach().float().cpu(), geometry)
+        if isinstance(image, (str, Path)):
+            rgb, mode = decode(Path(image))
+            name = str(image)
+        elif isinstance(image, Image.Image):
+            rgb, mode, name = image.convert("RGB"), image.mode, f"<image {index}>"
+        elif isinstance(image, np.ndarray):
+            rgb, mode, name = Image.fromarray(image).convert("RGB"), "array", f"<array {index}>"
+        else:
+            raise CamcliError(f"Cannot explain an object of type {type(image).__name__}: pass paths, PIL images, "
+                              "arrays or tensors.")
+        tensor, geometry = to_input(rgb, data)
+        source = SourceInfo(name, "", rgb.width, rgb.height, mode)
+        return Prepared(ImageItem(Path(name), PurePosixPath(Path(name).name)), source, rgb, tensor, geometry)
+
+    def _wrap(self, result: ImageResult) -> ImageExplanation:
+        geometry = result.prepared.geometry
+        maps = tuple(MethodMap(e.method, e.class_index, e.label, e.rank, e.logit, e.probability, e.bbox, e.peak,
+                               e.params, e.raw_map.cpu().numpy(), e.input_map.cpu().numpy(), geometry)
+                     for e in result.explanations)
+        predictions = tuple((p.class_index, p.label, p.logit, p.probability) for p in result.predictions)
+        return ImageExplanation(result.prepared.source.path, predictions, maps, result_doc(result, self.context))
+
+
+def _as_list(images: ImageLike | Iterable[ImageLike]) -> list[ImageLike]:
+    if isinstance(images, torch.Tensor) and images.dim() == 4:
+        return list(images)
+    if isinstance(images, (str, Path, Image.Image, np.ndarray, torch.Tensor)):
+        return [images]
+    return list(images)
+
+
+def _checked_labels(labels: Sequence[str], n: int) -> tuple[str, ...]:
+    if len(labels) != n:
+        raise CamcliError(f"{len(labels)} labels given but the model has {n} classes.")
+    return tuple(str(label) for label in labels)
+
+
+def _own_module(model: nn.Module, labels: Sequence[str] | str | Path | None, data: DataConfig | None,
+                head: str) -> LoadedModel:
+    """A caller's module as a loaded model: its outputs counted by probing once, timm's default
+    preprocessing unless ``data`` says otherwise."""
+    data = data or module_data_config(model)
+    first = next(model.parameters(), None)
+    probe = torch.zeros(1, 3, *data.input_size, device=first.device if first is not None else "cpu")
+    modes = {m: m.training for m in model.modules()}
+    try:
+        model.eval()
+        with torch.no_grad():
+            outputs = int(model(probe).shape[1])
+    finally:
+        for module, mode in modes.items():
+            module.training = mode
+    n = Head(head).classes(outputs)
+    if isinstance(labels, (str, Path)):
+        names = tuple(Path(labels).read_text(encoding="utf-8").split("\n"))
+        labels = [name.strip() for name in names if name.strip()]
+    names = _checked_labels(labels, n) if labels is not None else tuple(f"class_{i}" for i in range(n))
+    return LoadedModel(ref=ModelRef("module", type(model).__name__), model=model, weights="caller's module",
+                       labels=names, data=data)
+
+
+__all__ = ["Explainer", "ImageExplanation", "MethodMap", "REGISTRY"]
