@@ -51,7 +51,7 @@ def camcli_explain(model: torch.nn.Module, layers: tuple[str, ...], x: torch.Ten
                    channels_last: bool = False, batch_size: int = 8, **settings: object) -> Explained:
     """camcli's engine from image tensors to maps: top-``k`` classes, ``methods`` sharing one pass."""
     size = (int(x.shape[-2]), int(x.shape[-1]))
-    infos = resolve_layers(model, size, layers)
+    infos = resolve_layers(model, size, layers, int(x.shape[1]))
     with BatchExplainer(model, [(i.name, i.layout) for i in infos], methods, Settings(size, **settings),  # type: ignore[arg-type]
                    batch_size=batch_size, channels_last=channels_last) as explainer:
         return explainer(x, lambda scores: scores.topk(k, dim=1).indices)

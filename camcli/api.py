@@ -27,15 +27,15 @@ from torch import nn
 
 from .errors import CamcliError
 from .heads import Head
-from .job import DEFAULT_MODEL, check_device
+from .job import DEFAULT_MODEL, Preprocessing, check_device
 from .layers import resolve_layers
 from .maps import to_original
 from .methods import REGISTRY, parse_methods
-from .models import DataConfig, LoadedModel, ModelRef, load_model, module_data_config
+from .models import DataConfig, LoadedModel, ModelRef, count_outputs, load_model, module_data_config, read_labels
 from .pipeline import EngineOptions, _explain_batch, resolve_device
 from .preprocess import decode, to_input
 from .records import Geometry, ImageItem, ImageResult, Prepared, SourceInfo
-from .session import describe_model, describe_preprocess
+from .session import describe_model
 from .targets import Targets, resolve_class
 from .writer import RunContext, result_doc
 
@@ -89,7 +89,7 @@ class Explainer:
                  random_weights: bool = False, layers: Sequence[str] | str = (), methods: Sequence[str] = ("gradcam",),
                  device: str | None = None, batch_size: int = 8, precision: str = "fp32", smooth: str | None = None,
                  occlusion_window: int = 32, occlusion_stride: int = 16, data: DataConfig | None = None,
-                 head: str = "softmax") -> None:
+                 head: str = "softmax", ema: bool = False, preprocess: Preprocessing | None = None) -> None:
         if isinstance(model, nn.Module):
             self.loaded = _own_module(model, labels, data, head)
             first = next(model.parameters(), None)
@@ -97,7 +97,8 @@ class Explainer:
         else:
             labels_file = Path(labels) if isinstance(labels, (str, Path)) else None
             self.loaded = load_model(model, weights=Path(weights) if weights else None, num_classes=num_classes,
-                                     labels_file=labels_file, random_weights=random_weights)
+                                     labels_file=labels_file, random_weights=random_weights, ema=ema, head=head,
+                                     preprocess=preprocess)
             if labels is not None and labels_file is None:
                 self.loaded = dataclasses.replace(self.loaded, labels=_checked_labels(labels, self.loaded.num_classes))
             if data is not None:
@@ -105,28 +106,32 @@ class Explainer:
         self.device = resolve_device(check_device(device or "auto"))
         if not isinstance(model, nn.Module):
             self.loaded.model.to(self.device)
-        infos = resolve_layers(self.loaded.model, self.loaded.data.input_size, (layers,) if isinstance(layers, str) else tuple(layers))
+        infos = resolve_layers(self.loaded.model, self.loaded.data.input_size,
+                               (layers,) if isinstance(layers, str) else tuple(layers), self.loaded.data.channels)
         self.layers = infos
         self.methods = parse_methods(list(methods))
         self.options = EngineOptions(
             layers=tuple((i.name, i.layout) for i in infos), targets=Targets(), device=self.device,
             batch_size=batch_size, methods=self.methods, precision=precision, smooth=smooth,
-            occlusion_window=occlusion_window, occlusion_stride=occlusion_stride, head=Head(head))
-        self.context = RunContext(model=describe_model(self.loaded, infos), preprocess=describe_preprocess(self.loaded.data))
+            occlusion_window=occlusion_window, occlusion_stride=occlusion_stride, head=self.loaded.head)
+        self.context = RunContext(model=describe_model(self.loaded, infos), preprocess=self.loaded.data.describe())
 
     @property
     def labels(self) -> tuple[str, ...]:
         return self.loaded.labels
 
     def explain(self, images: ImageLike | Iterable[ImageLike], *, top_k: int | None = None,
-                classes: Sequence[int | str] = (), methods: Sequence[str] | None = None) -> list[ImageExplanation]:
-        """Explain ``images`` for their ``top_k`` classes (default 3, or 0 with ``classes``) and/or ``classes``
-        (indices or labels), with ``methods`` (default: those given to the constructor)."""
+                classes: Sequence[int | str] = (), threshold: float | None = None,
+                methods: Sequence[str] | None = None) -> list[ImageExplanation]:
+        """Explain ``images`` for their ``top_k`` classes (default 3, or 0 with ``classes`` or ``threshold``),
+        ``classes`` (indices or labels) and every class at least ``threshold`` probable, with ``methods``
+        (default: those given to the constructor)."""
         chosen = tuple(dict.fromkeys(resolve_class(str(c), self.loaded.labels) for c in classes))
-        k = (0 if chosen else 3) if top_k is None else top_k
-        if k == 0 and not chosen:
-            raise CamcliError("Nothing to explain: top_k=0 and no classes.")
-        options = dataclasses.replace(self.options, targets=Targets(chosen, min(k, self.loaded.num_classes)),
+        k = (0 if chosen or threshold is not None else 3) if top_k is None else top_k
+        if k == 0 and not chosen and threshold is None:
+            raise CamcliError("Nothing to explain: top_k=0 and no classes or threshold.")
+        targets = Targets(chosen, min(k, self.loaded.num_classes), threshold, self.loaded.head)
+        options = dataclasses.replace(self.options, targets=targets,
                                       methods=parse_methods(list(methods)) if methods else self.methods)
         prepared = [self._prepare(image, i) for i, image in enumerate(_as_list(images))]
         results: list[ImageExplanation] = []
@@ -189,26 +194,19 @@ def _checked_labels(labels: Sequence[str], n: int) -> tuple[str, ...]:
 
 def _own_module(model: nn.Module, labels: Sequence[str] | str | Path | None, data: DataConfig | None,
                 head: str) -> LoadedModel:
-    """A caller's module as a loaded model: its outputs counted by probing once, timm's default
+    """A caller's module as a loaded model: its outputs counted by one probe, timm's default
     preprocessing unless ``data`` says otherwise."""
+    ref = ModelRef("module", type(model).__name__)
     data = data or module_data_config(model)
-    first = next(model.parameters(), None)
-    probe = torch.zeros(1, 3, *data.input_size, device=first.device if first is not None else "cpu")
-    modes = {m: m.training for m in model.modules()}
-    try:
-        model.eval()
-        with torch.no_grad():
-            outputs = int(model(probe).shape[1])
-    finally:
-        for module, mode in modes.items():
-            module.training = mode
-    n = Head(head).classes(outputs)
+    the_head = Head(head)
+    n = the_head.classes(count_outputs(model, data, ref))
     if isinstance(labels, (str, Path)):
-        names = tuple(Path(labels).read_text(encoding="utf-8").split("\n"))
-        labels = [name.strip() for name in names if name.strip()]
-    names = _checked_labels(labels, n) if labels is not None else tuple(f"class_{i}" for i in range(n))
-    return LoadedModel(ref=ModelRef("module", type(model).__name__), model=model, weights="caller's module",
-                       labels=names, data=data)
+        names = read_labels(Path(labels), n)
+    elif labels is not None:
+        names = _checked_labels(labels, n)
+    else:
+        names = ("negative", "positive") if head == "binary" else tuple(f"class_{i}" for i in range(n))
+    return LoadedModel(ref, model, "caller's module", names, data, the_head, "caller's module")
 
 
 __all__ = ["Explainer", "ImageExplanation", "MethodMap", "REGISTRY"]

@@ -6,6 +6,7 @@ torch, timm or torchvision), so --help, --version and usage errors answer at onc
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import signal
@@ -14,7 +15,7 @@ import threading
 from contextlib import contextmanager, suppress
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 import click
 
@@ -23,10 +24,12 @@ from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, CamcliError
 from .methods import METHODS, SMOOTHING
 
 if TYPE_CHECKING:
-    from .job import ExplainJob
+    from .job import ExplainJob, ModelSpec
+    from .models import LoadedModel
     from .records import ImageItem
 
-MODEL_HELP = "timm model name (or timm:NAME), or a torchvision model as tv:NAME."
+MODEL_HELP = ("A timm name (resnet50), tv:NAME (torchvision), a model folder or local-dir:PATH, hf-hub:ORG/NAME "
+              "(local cache only), or FILE.py:FACTORY / package.module:FACTORY (runs that code).")
 
 
 class CliError(click.ClickException):
@@ -86,26 +89,66 @@ def _stop_on_signals() -> Iterator[threading.Event]:
             signal.signal(sig, handler)
 
 
-def _model_options(fn):
-    """Options shared by every command that loads a model."""
+class FiniteFloat(click.FloatRange):
+    """A float in a range that is also finite: NaN passes every range check, since comparisons are false."""
+
+    name = "float"
+
+    def convert(self, value: object, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> float:
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return float(super().convert(number, param, ctx))
+
+
+def _model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Options shared by every command that loads a model (they become a ``ModelSpec``)."""
     for option in reversed([
         click.option("--model", "-m", "model_name", default="tf_efficientnet_lite0", show_default=True, help=MODEL_HELP),
         click.option("--weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                     help="Local weights: a .pth/.pt state dict (or a checkpoint with 'state_dict'/'model'), or .safetensors."),
-        click.option("--num-classes", type=click.IntRange(min=1), help="Classifier outputs, for custom heads."),
+                     help="Local weights: a checkpoint as trainers write it (timm train.py, Lightning, torchvision "
+                          "references, DDP/compiled), a state dict (.pth/.pt/.bin) or .safetensors."),
+        click.option("--ema", is_flag=True, help="Use the checkpoint's EMA weights (timm's state_dict_ema)."),
+        click.option("--num-classes", type=click.IntRange(min=1),
+                     help="Classifier outputs, for custom heads.  [default: read from the checkpoint]"),
         click.option("--labels", "labels_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
                      help="Class names, one per line, in class-index order."),
         click.option("--random-weights", is_flag=True, help="Use untrained random weights (never chosen silently)."),
+        click.option("--head", type=click.Choice(["softmax", "sigmoid", "binary"]), default="softmax", show_default=True,
+                     help="softmax: one class per image; sigmoid: multi-label; binary: one logit (negative/positive)."),
+        click.option("--input-size", metavar="N|HxW", help="Model input size, overriding the model's config."),
+        click.option("--mean", metavar="A,B,C", help="Normalization mean (one value for grayscale models)."),
+        click.option("--std", metavar="A,B,C", help="Normalization std."),
+        click.option("--interpolation", type=click.Choice(["bilinear", "bicubic", "nearest"]), default=None,
+                     help="Resize interpolation."),
+        click.option("--crop-pct", type=FiniteFloat(0.0, 1.5, min_open=True), default=None,
+                     help="Resize to input-size / crop-pct before cropping (timm's crop_pct)."),
+        click.option("--crop-mode", type=click.Choice(["center", "squash", "border"]), default=None,
+                     help="center: crop the middle; squash: stretch; border: fit and pad with the mean colour."),
     ]):
         fn = option(fn)
     return fn
 
 
-def _load(model_name, weights, num_classes, labels_file, random_weights):
+def _model_spec(options: dict[str, Any], random_weights: bool | None = None) -> "ModelSpec":
+    """The model options (popped from ``options``) as a ModelSpec, checked without torch."""
+    from .job import ModelSpec, Preprocessing, parse_floats, parse_size
+
+    size, mean, std = options.pop("input_size"), options.pop("mean"), options.pop("std")
+    preprocess = Preprocessing(parse_size(size) if size else None, parse_floats("mean", mean) if mean else None,
+                               parse_floats("std", std) if std else None, options.pop("interpolation"),
+                               options.pop("crop_pct"), options.pop("crop_mode"))
+    random = options.pop("random_weights")
+    return ModelSpec(options.pop("model_name"), options.pop("weights"), options.pop("num_classes"),
+                     options.pop("labels_file"), random if random_weights is None else random_weights,
+                     options.pop("ema"), options.pop("head"), preprocess)
+
+
+def _load(spec: "ModelSpec") -> "LoadedModel":
     from .models import load_model
 
-    return load_model(model_name, weights=weights, num_classes=num_classes, labels_file=labels_file,
-                      random_weights=random_weights)
+    return load_model(spec.name, weights=spec.weights, num_classes=spec.num_classes, labels_file=spec.labels_file,
+                      random_weights=spec.random_weights, ema=spec.ema, head=spec.head, preprocess=spec.preprocess)
 
 
 def _debug_option(fn):
@@ -118,18 +161,6 @@ def _debug_option(fn):
 @_debug_option
 def cli() -> None:
     """Explain image classifiers with Grad-CAM, for whole folders of images."""
-
-
-class FiniteFloat(click.FloatRange):
-    """A float in a range that is also finite: NaN passes every range check, since comparisons are false."""
-
-    name = "float"
-
-    def convert(self, value: object, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> float:
-        number = click.FLOAT.convert(value, param, ctx)
-        if not math.isfinite(number):
-            self.fail(f"{value!r} is not a finite number.", param, ctx)
-        return float(super().convert(number, param, ctx))
 
 
 @cli.command()
@@ -145,7 +176,10 @@ class FiniteFloat(click.FloatRange):
 @click.option("--layer", "layer_names", multiple=True,
               help="Target layer (default: the last layer with a spatial 4-D output); repeatable: per-layer maps are "
                    "scaled and averaged. See 'camcli layers'.")
-@click.option("--top-k", type=click.IntRange(min=0), default=None, help="Explain the K most likely classes.  [default: 3, or 0 with --class]")
+@click.option("--top-k", type=click.IntRange(min=0), default=None,
+              help="Explain the K most likely classes.  [default: 3, or 0 with --class or --threshold]")
+@click.option("--threshold", type=FiniteFloat(0.0, 1.0), default=None,
+              help="Also explain every class at least this probable (multi-label models: --head sigmoid).")
 @click.option("--class", "class_specs", multiple=True, help="Explain this class (index or label name); repeatable.")
 @click.option("--method", "method_specs", multiple=True, metavar="LIST",
               help=f"Comma-separated, repeatable: {', '.join(METHODS)}.  [default: gradcam]")
@@ -177,28 +211,21 @@ class FiniteFloat(click.FloatRange):
               help="Skip images whose outputs are complete, from the same file content and settings; or redo all.")
 @click.option("--json", "json_lines", is_flag=True,
               help="Print each image's explanation.json as one line on stdout (and nothing else there).")
-def explain(inputs: tuple[Path, ...], model_name: str, weights: Optional[Path], num_classes: Optional[int],
-            labels_file: Optional[Path], random_weights: bool, include: tuple[str, ...], exclude: tuple[str, ...],
-            layer_names: tuple[str, ...], top_k: Optional[int], class_specs: tuple[str, ...],
-            method_specs: tuple[str, ...], smooth: Optional[str], occlusion_window: int, occlusion_stride: int,
-            device: str, batch_size: int, workers: Optional[int], precision: str, save_specs: tuple[str, ...],
-            overlay_format: str, out_dir: Path, colormap: str, alpha: float, quiet: bool, max_pixels: int,
-            resume: bool, json_lines: bool) -> None:
+def explain(**options: Any) -> None:
     """Write explanations for every image in INPUTS (files or folders; '-' reads paths from stdin)."""
     from .discover import discover, read_path_list
-    from .job import ExplainJob, ModelSpec, parse_methods, parse_save
+    from .job import ExplainJob, parse_methods, parse_save
     from .lock import check_unlocked
 
     try:
+        spec = _model_spec(options)
+        inputs = options.pop("inputs")
         paths = tuple(p for given in inputs for p in (read_path_list(sys.stdin.buffer) if str(given) == "-" else [given]))
         job = ExplainJob(
-            inputs=paths, out=out_dir, model=ModelSpec(model_name, weights, num_classes, labels_file, random_weights),
-            include=include, exclude=exclude, layers=layer_names, top_k=top_k, classes=class_specs,
-            methods=parse_methods(method_specs), smooth=smooth, occlusion_window=occlusion_window,
-            occlusion_stride=occlusion_stride, device=device, batch_size=batch_size, workers=workers,
-            precision=precision, save=parse_save(save_specs), overlay_format=overlay_format, colormap=colormap,
-            alpha=alpha, max_pixels=max_pixels, resume=resume, quiet=quiet, json_lines=json_lines,
-            config=click.get_current_context().meta.get("camcli.config"),
+            inputs=paths, out=options.pop("out_dir"), model=spec, layers=options.pop("layer_names"),
+            classes=options.pop("class_specs"), methods=parse_methods(options.pop("method_specs")),
+            save=parse_save(options.pop("save_specs")), config=click.get_current_context().meta.get("camcli.config"),
+            **options,
         )
         items = discover(job.inputs, job.include, job.exclude, out=job.out)
         check_unlocked(job.out)
@@ -230,25 +257,28 @@ def _run(job: "ExplainJob", items: "list[ImageItem]") -> int:
 
 
 @cli.command()
-@click.argument("model_name", default="tf_efficientnet_lite0", metavar="[MODEL]")
-@click.option("--num-classes", type=click.IntRange(min=1), help="Classifier outputs, for custom heads.")
+@click.argument("model_arg", required=False, metavar="[MODEL]")
+@_model_options
 @click.option("--all", "show_all", is_flag=True, help="List every module with a tensor output, not only spatial 4-D ones.")
-def layers(model_name: str, num_classes: Optional[int], show_all: bool) -> None:
-    """List candidate target layers of MODEL with their output shapes for a 1×3×H×W input.
+def layers(model_arg: Optional[str], show_all: bool, **options: Any) -> None:
+    """List candidate target layers of --model with their output shapes for one input image.
 
-    Shapes do not depend on weights, so the model is built with random weights.
+    Shapes do not depend on weights, so the model is built with random weights unless --weights is given.
     """
     from .layers import probe_layers
 
+    if model_arg:
+        options["model_name"] = model_arg
     try:
-        loaded = _load(model_name, None, num_classes, None, True)
-        found = probe_layers(loaded.model, loaded.data.input_size)
+        spec = _model_spec(options)
+        loaded = _load(spec if spec.weights else dataclasses.replace(spec, random_weights=True))
+        found = probe_layers(loaded.model, loaded.data.input_size, loaded.data.channels)
     except CamcliError as exc:
         raise CliError(str(exc)) from exc
     spatial = [info for info in found if info.spatial]
     default = spatial[-1].name if spatial else None
     h, w = loaded.data.input_size
-    click.echo(f"{loaded.ref}: output shapes for a 1×3×{h}×{w} input (default target marked *)")
+    click.echo(f"{loaded.ref}: output shapes for a 1×{loaded.data.channels}×{h}×{w} input (default target marked *)")
     for info in found if show_all else spatial:
         mark = "*" if info.name == default else " "
         click.echo(f"{mark} {info.name:<40} {info.kind:<24} {'×'.join(map(str, info.shape))}")

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 import torch
 
-HEADS = ("softmax", "sigmoid", "binary")
+from .job import HEADS
+
+__all__ = ["HEADS", "Head"]
 
 
 @dataclass(frozen=True)

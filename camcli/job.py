@@ -17,20 +17,64 @@ from .methods import REGISTRY, SMOOTHING, parse_methods
 
 DEFAULT_MODEL = "tf_efficientnet_lite0"
 SAVE_CHOICES = ("overlay", "map", "raw_map", "json")
+HEADS = ("softmax", "sigmoid", "binary")  # as camcli.heads, which imports torch
 DEFAULT_SAVE = frozenset({"overlay", "raw_map"})  # explanation.json is always written
 PRECISIONS = ("fp32", "bf16", "fp16")
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 @dataclass(frozen=True)
+class Preprocessing:
+    """Overrides of the model's preprocessing (None keeps the model's own), checked without torch."""
+
+    input_size: tuple[int, int] | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    interpolation: str | None = None
+    crop_pct: float | None = None
+    crop_mode: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            if values is not None:
+                if len(values) not in (1, 3) or not all(math.isfinite(v) for v in values):
+                    raise CamcliError(f"--{name} takes 1 or 3 finite numbers (e.g. --{name} 0.485,0.456,0.406).")
+        if self.std is not None and any(v <= 0 for v in self.std):
+            raise CamcliError("--std values must be positive.")
+        if self.crop_pct is not None and not (math.isfinite(self.crop_pct) and 0 < self.crop_pct <= 1.5):
+            raise CamcliError(f"--crop-pct {self.crop_pct} is outside (0, 1.5]; timm uses e.g. 0.875 or 1.0.")
+        if self.input_size is not None and min(self.input_size) < 8:
+            raise CamcliError("--input-size must be at least 8 pixels a side.")
+
+    def given(self) -> tuple[str, ...]:
+        return tuple(f"--{k.replace('_', '-')}" for k, v in vars(self).items() if v is not None)
+
+    def as_timm_args(self) -> dict[str, object]:
+        """As timm's ``resolve_data_config`` args (input_size gets the model's channels from the caller)."""
+        args: dict[str, object] = {k: v for k, v in vars(self).items() if v is not None and k != "input_size"}
+        if self.input_size is not None:
+            args["input_size"] = (3, *self.input_size)
+        return args
+
+    @property
+    def any(self) -> bool:
+        return any(v is not None for v in vars(self).values())
+
+
+@dataclass(frozen=True)
 class ModelSpec:
-    """Which model to load and how: the name, where its weights come from, its labels."""
+    """Which model to load and how: the name, where its weights come from, its head, labels and
+    preprocessing."""
 
     name: str = DEFAULT_MODEL
     weights: Path | None = None
     num_classes: int | None = None
     labels_file: Path | None = None
     random_weights: bool = False
+    ema: bool = False
+    head: str = "softmax"
+    preprocess: Preprocessing = field(default_factory=Preprocessing)
 
 
 @dataclass(frozen=True)
@@ -45,6 +89,7 @@ class ExplainJob:
     layers: tuple[str, ...] = ()  # none: the default layer
     top_k: int | None = None  # None: 3, or 0 when classes are named
     classes: tuple[str, ...] = ()  # indices or labels, resolved once the labels are known
+    threshold: float | None = None  # also explain every class at least this probable
     methods: tuple[str, ...] = ("gradcam",)
     smooth: str | None = None  # "aug" | "eigen"
     occlusion_window: int = 32
@@ -82,13 +127,17 @@ class ExplainJob:
         if self.occlusion_window < 1 or self.occlusion_stride < 1 or self.occlusion_stride > self.occlusion_window:
             raise CamcliError("--occlusion-stride must be between 1 and --occlusion-window (default 16 and 32), "
                               "so that the windows cover every pixel.")
-        if self.top_k == 0 and not self.classes:
+        if self.threshold is not None and not (math.isfinite(self.threshold) and 0 <= self.threshold <= 1):
+            raise CamcliError(f"--threshold {self.threshold} is not a probability. Pass a value in 0-1, e.g. 0.5.")
+        if self.model.head not in HEADS:
+            raise CamcliError(f"Unknown head '{self.model.head}'. Use one of {', '.join(HEADS)}.")
+        if self.top_k == 0 and not self.classes and self.threshold is None:
             raise CamcliError("Nothing to explain: --top-k 0 and no --class. Pass --top-k K or --class C.")
 
     @property
     def k(self) -> int:
-        """How many of the most likely classes to explain."""
-        return (0 if self.classes else 3) if self.top_k is None else self.top_k
+        """How many of the most likely classes to explain: 3 unless classes or a threshold are given."""
+        return (0 if self.classes or self.threshold is not None else 3) if self.top_k is None else self.top_k
 
 
 def parse_save(specs: tuple[str, ...] | list[str]) -> frozenset[str]:
@@ -101,6 +150,28 @@ def parse_save(specs: tuple[str, ...] | list[str]) -> frozenset[str]:
             "(e.g. --save overlay,map,raw_map)."
         )
     return frozenset(names - {"json"}) if specs else DEFAULT_SAVE
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``--input-size``: N or HxW."""
+    parts = text.lower().replace("×", "x").split("x")
+    try:
+        size = tuple(int(p) for p in parts)
+    except ValueError:
+        size = ()
+    if len(size) == 1:
+        size = (size[0], size[0])
+    if len(size) != 2:
+        raise CamcliError(f"--input-size '{text}' is not N or HxW (e.g. 384 or 384x512).")
+    return size  # type: ignore[return-value]
+
+
+def parse_floats(name: str, text: str) -> tuple[float, ...]:
+    """``--mean``/``--std``: comma-separated numbers."""
+    try:  # a TOML list in a config file arrives as its text: "[0.5, 0.5, 0.5]"
+        return tuple(float(v) for v in text.strip("[]() ").split(","))
+    except ValueError:
+        raise CamcliError(f"--{name} '{text}' is not comma-separated numbers (e.g. 0.5,0.5,0.5).") from None
 
 
 def check_device(spec: str) -> str:
@@ -117,4 +188,4 @@ def check_finite(name: str, value: float) -> float:
     return value
 
 
-__all__ = ["DEFAULT_MODEL", "DEFAULT_SAVE", "ExplainJob", "ModelSpec", "parse_methods", "parse_save"]
+__all__ = ["DEFAULT_MODEL", "DEFAULT_SAVE", "ExplainJob", "ModelSpec", "Preprocessing", "parse_methods", "parse_save"]

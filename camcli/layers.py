@@ -43,7 +43,7 @@ class LayerInfo:
                 and not self.channels_last and self.kind not in NOT_FEATURE_MAPS)
 
 
-def probe_layers(model: nn.Module, input_size: tuple[int, int]) -> list[LayerInfo]:
+def probe_layers(model: nn.Module, input_size: tuple[int, int], channels: int = 3) -> list[LayerInfo]:
     """Every named module's output shape, in the order the outputs are produced.
 
     Runs one zero input through the model with temporary hooks, removed in ``finally``.
@@ -69,7 +69,7 @@ def probe_layers(model: nn.Module, input_size: tuple[int, int]) -> list[LayerInf
                 handles.append(module.register_forward_hook(hook_for(name)))
         model.eval()
         with torch.no_grad():
-            model(torch.zeros(1, 3, *input_size, device=device))
+            model(torch.zeros(1, channels, *input_size, device=device))
     finally:
         for handle in handles:
             handle.remove()
@@ -107,9 +107,10 @@ def resolve_layer(model: nn.Module, input_size: tuple[int, int], name: Optional[
     return info
 
 
-def resolve_layers(model: nn.Module, input_size: tuple[int, int], names: Sequence[str] = ()) -> tuple[LayerInfo, ...]:
+def resolve_layers(model: nn.Module, input_size: tuple[int, int], names: Sequence[str] = (),
+                   channels: int = 3) -> tuple[LayerInfo, ...]:
     """The named layers (in the order given, each once), or the default layer."""
-    probed = probe_layers(model, input_size)
+    probed = probe_layers(model, input_size, channels)
     if not names:
         return (resolve_layer(model, input_size, probed=probed),)
     return tuple(resolve_layer(model, input_size, name, probed) for name in dict.fromkeys(names))

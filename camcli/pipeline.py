@@ -183,7 +183,9 @@ def _explain_batch(explainer: BatchExplainer, loaded: LoadedModel, batch: list[P
     out = explainer(x, options.targets.choose)
     top = out.probabilities.topk(min(TOP_PREDICTIONS, out.probabilities.shape[1]), dim=1).indices
     # One transfer per batch for what localization reads on the CPU.
-    scores_c, probs_c, top_c, classes_c = (t.cpu() for t in (out.scores, out.probabilities, top, out.classes))
+    valid = options.targets.valid(out.scores)
+    scores_c, probs_c, top_c, classes_c, valid_c = (t.cpu() for t in (out.scores, out.probabilities, top, out.classes,
+                                                                       valid))
     located = {m: maps.locator.cpu().numpy() for m, maps in out.maps.items()}
     results = []
     for b, p in enumerate(batch):
@@ -192,7 +194,7 @@ def _explain_batch(explainer: BatchExplainer, loaded: LoadedModel, batch: list[P
         )
         explanations, done = [], set()
         for j, c in enumerate(classes_c[b].tolist()):
-            if c in done:
+            if c in done or not valid_c[b, j]:
                 continue
             done.add(c)
             for method, found in out.maps.items():

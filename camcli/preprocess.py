@@ -7,7 +7,6 @@ maps can be placed back on the original image.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from .digest import sha256_of
 from .discover import printable
 from .errors import ImageError
 from .models import DataConfig
@@ -37,14 +37,6 @@ _RESAMPLE = {
 Image.MAX_IMAGE_PIXELS = None
 DEFAULT_MAX_PIXELS = 100_000_000
 HUGE_RESIZE = 8  # resized image over 8× the crop's area: resample the crop alone
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def decode(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Image.Image, str]:
@@ -88,29 +80,43 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def resized_size(width: int, height: int, resize: tuple[int, int] | int) -> tuple[int, int]:
-    """(width, height) after torchvision's Resize: an int sets the shorter side."""
-    if isinstance(resize, tuple):
+def resized_size(width: int, height: int, data: DataConfig | tuple[int, int] | int) -> tuple[int, int]:
+    """(width, height) after the resize step: torchvision's Resize (an int sets the shorter side, a
+    pair is exact) or timm's ResizeKeepRatio (the aspect kept, the shorter or longer side fitting)."""
+    resize, mode = (data.resize, data.resize_mode) if isinstance(data, DataConfig) else \
+        (data, "shorter" if isinstance(data, int) else "exact")
+    if isinstance(resize, int):
+        if width <= height:
+            return resize, int(resize * height / width)
+        return int(resize * width / height), resize
+    if mode == "exact":
         return resize[1], resize[0]
-    if width <= height:
-        return resize, int(resize * height / width)
-    return int(resize * width / height), resize
+    ratio_h, ratio_w = height / resize[0], width / resize[1]
+    ratio = max(ratio_h, ratio_w) if mode == "keep-ratio-longest" else min(ratio_h, ratio_w)
+    return round(width / ratio), round(height / ratio)
+
+
+def _crop_start(resized: int, crop: int) -> int:
+    """torchvision's CenterCrop (and timm's CenterCropOrPad): pad (crop − resized) // 2 before when the
+    image is smaller, else start at round((resized − crop) / 2)."""
+    return -((crop - resized) // 2) if crop > resized else int(round((resized - crop) / 2.0))
 
 
 def geometry_for(width: int, height: int, data: DataConfig) -> tuple[Geometry, tuple[int, int, int, int]]:
-    """The geometry, and the crop box in resized-image pixels (may extend past it: zero padding)."""
-    rw, rh = resized_size(width, height, data.resize)
+    """The geometry, and the crop box in resized-image pixels (may extend past it: padding)."""
+    rw, rh = resized_size(width, height, data)
     ch, cw = data.input_size
-    left = int(round((rw - cw) / 2.0))
-    top = int(round((rh - ch) / 2.0))
+    left, top = _crop_start(rw, cw), _crop_start(rh, ch)
     sx, sy = rw / width, rh / height
     crop_box = (left / sx, top / sy, (left + cw) / sx, (top + ch) / sy)
     return Geometry(width, height, (rw, rh), crop_box, (ch, cw)), (left, top, left + cw, top + ch)
 
 
 def to_input(rgb: Image.Image, data: DataConfig) -> tuple[torch.Tensor, Geometry]:
-    """Resize, center-crop and normalize one RGB image into a 3×H×W float tensor."""
+    """Resize, center-crop (or pad) and normalize one RGB image into a C×H×W float tensor; a
+    one-channel model gets its luminance (Pillow's ``convert("L")``)."""
     geometry, box = geometry_for(rgb.width, rgb.height, data)
+    source = rgb.convert("L") if data.channels == 1 else rgb
     resample = _RESAMPLE.get(data.interpolation, Image.Resampling.BILINEAR)
     x0, y0, x1, y1 = geometry.crop_box
     resized_area = geometry.resized[0] * geometry.resized[1]
@@ -118,10 +124,18 @@ def to_input(rgb: Image.Image, data: DataConfig) -> tuple[torch.Tensor, Geometry
     if inside and resized_area > HUGE_RESIZE * (box[2] - box[0]) * (box[3] - box[1]):
         # A thin strip (1×5000 would resize to 256×1,280,000): resample only the crop, same pixel
         # centres and filter, equal to resize-then-crop within one grey level.
-        cropped = rgb.resize((box[2] - box[0], box[3] - box[1]), resample, box=geometry.crop_box)
-    else:  # bit-identical to the model's own transform; past the image edge, zero padding as torchvision
-        cropped = rgb.resize(geometry.resized, resample).crop(box)
+        cropped = source.resize((box[2] - box[0], box[3] - box[1]), resample, box=geometry.crop_box)
+    else:  # bit-identical to the model's own transform
+        resized = source.resize(geometry.resized, resample)
+        if inside or not any(data.fill):
+            cropped = resized.crop(box)  # past the image edge: zero padding, as torchvision's CenterCrop
+        else:  # timm's border mode pads with the mean colour
+            fill = data.fill[0] if data.channels == 1 else tuple(data.fill)
+            cropped = Image.new(resized.mode, (box[2] - box[0], box[3] - box[1]), fill)  # type: ignore[arg-type]
+            cropped.paste(resized, (-box[0], -box[1]))
     arr = np.asarray(cropped, dtype=np.float32) / 255.0
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
     arr = (arr - np.asarray(data.mean, np.float32)) / np.asarray(data.std, np.float32)
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))), geometry
 

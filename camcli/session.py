@@ -18,9 +18,8 @@ from .discover import printable
 from .errors import CamcliError
 from .job import ExplainJob
 from .layers import LayerInfo, resolve_layers
-from .models import DataConfig, LoadedModel, load_model
+from .models import LoadedModel, load_model
 from .pipeline import EngineOptions, default_workers, resolve_device
-from .preprocess import sha256_of
 from .targets import Targets, resolve_class
 from .writer import RunContext, fingerprint
 
@@ -44,20 +43,19 @@ def open_session(job: ExplainJob) -> Session:
     if job.precision == "fp16" and device.type == "cpu":
         raise CamcliError("--precision fp16 needs a GPU; on the CPU use --precision bf16 or fp32.")
     spec = job.model
-    loaded = load_model(spec.name, weights=spec.weights, num_classes=spec.num_classes,
-                        labels_file=spec.labels_file, random_weights=spec.random_weights)
+    loaded = load_model(spec.name, weights=spec.weights, num_classes=spec.num_classes, labels_file=spec.labels_file,
+                        random_weights=spec.random_weights, ema=spec.ema, head=spec.head, preprocess=spec.preprocess)
     classes = tuple(dict.fromkeys(resolve_class(c, loaded.labels) for c in job.classes))
-    targets = Targets(classes, min(job.k, loaded.num_classes))
-    layers = resolve_layers(loaded.model, loaded.data.input_size, job.layers)
+    targets = Targets(classes, min(job.k, loaded.num_classes), job.threshold, loaded.head)
+    layers = resolve_layers(loaded.model, loaded.data.input_size, job.layers, loaded.data.channels)
     loaded.model.to(device)
     names = [info.name for info in layers]
 
     model_info = describe_model(loaded, layers)
-    preprocess_info = describe_preprocess(loaded.data)
-    # A local weights file is identified by its content, so --resume notices a retrained model.
-    weights_id = loaded.weights if spec.weights is None else f"sha256:{sha256_of(Path(spec.weights))}"
+    preprocess_info = loaded.data.describe()
     settings = {  # everything that shapes an image's outputs: --resume compares their fingerprint
-        "camcli": __version__, "model": str(loaded.ref), "weights": weights_id, "labels": list(loaded.labels),
+        "camcli": __version__, "model": str(loaded.ref), "weights": loaded.identity, "labels": list(loaded.labels),
+        "head": loaded.head.name, "threshold": job.threshold, "checkpoint": loaded.checkpoint,
         "layers": names, "methods": list(job.methods), "smooth": job.smooth,
         "occlusion": [job.occlusion_window, job.occlusion_stride], "classes": list(classes), "top_k": targets.top_k,
         "batch_size": job.batch_size, "device": device.type, "precision": job.precision, "save": sorted(job.save),
@@ -67,7 +65,7 @@ def open_session(job: ExplainJob) -> Session:
     ctx = RunContext(model=model_info, preprocess=preprocess_info, colormap=job.colormap, alpha=job.alpha,
                      save=job.save, overlay_format=job.overlay_format, fingerprint=fingerprint(settings))
     workers = job.workers or default_workers()
-    shared = ("methods", "smooth", "occlusion", "classes", "top_k", "batch_size", "precision", "overlay_format", "colormap", "alpha",
+    shared = ("methods", "smooth", "occlusion", "classes", "top_k", "threshold", "batch_size", "precision", "overlay_format", "colormap", "alpha",
               "max_pixels")
     import timm
     import torchvision
@@ -86,7 +84,7 @@ def open_session(job: ExplainJob) -> Session:
     options = EngineOptions(layers=tuple((info.name, info.layout) for info in layers), targets=targets, device=device,
                             batch_size=job.batch_size, methods=job.methods, precision=job.precision, workers=workers,
                             max_pixels=job.max_pixels, smooth=job.smooth, occlusion_window=job.occlusion_window,
-                            occlusion_stride=job.occlusion_stride)
+                            occlusion_stride=job.occlusion_stride, head=loaded.head)
     return Session(job, loaded, device, layers, options, ctx, run_info)
 
 
@@ -94,15 +92,7 @@ def describe_model(loaded: LoadedModel, layers: tuple[LayerInfo, ...]) -> dict[s
     """The "model" record of explanation.json and run.json."""
     return {
         "name": str(loaded.ref), "weights": loaded.weights, "target_layer": ", ".join(i.name for i in layers),
-        "input_size": list(loaded.data.input_size), "num_classes": loaded.num_classes,
-    }
-
-
-def describe_preprocess(data: DataConfig) -> dict[str, Any]:
-    """The "preprocess" record: how images were cut and normalized for the model."""
-    return {
-        "resize": data.resize if isinstance(data.resize, int) else list(data.resize),
-        "resize_rule": "shorter side" if isinstance(data.resize, int) else "exact (height, width)",
-        "interpolation": data.interpolation, "center_crop": list(data.input_size),
-        "mean": list(data.mean), "std": list(data.std),
+        "input_size": list(loaded.data.input_size), "num_classes": loaded.num_classes, "head": loaded.head.name,
+        **({"checkpoint": loaded.checkpoint} if loaded.checkpoint else {}),
+        **({"in_chans": loaded.data.channels} if loaded.data.channels != 3 else {}),
     }

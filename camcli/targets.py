@@ -9,27 +9,61 @@ from typing import Sequence
 import torch
 
 from .errors import TargetError
+from .heads import Head
 
 
 @dataclass(frozen=True)
 class Targets:
-    """User-chosen classes come first (rank None), then the top-k of each image."""
+    """User-chosen classes come first (rank None), then the top-k of each image, then (with a
+    ``threshold``) every other class whose probability under ``head`` is at least the threshold.
+
+    The engine needs the same number of columns for every image of a batch; with a threshold an
+    image may have fewer classes than the widest: its row is padded with its first column, and
+    ``valid`` says which columns are real.
+    """
 
     classes: tuple[int, ...] = ()
     top_k: int = 3
+    threshold: float | None = None
+    head: Head = Head()
 
-    @property
-    def width(self) -> int:
-        return len(self.classes) + self.top_k
+    def choose(self, scores: torch.Tensor) -> torch.Tensor:
+        """B×C class scores → B×K class indices."""
+        return self._select(scores)[0]
 
-    def choose(self, logits: torch.Tensor) -> torch.Tensor:
-        """B×C logits → B×width class indices."""
-        fixed = torch.tensor(self.classes, dtype=torch.long, device=logits.device).expand(logits.shape[0], -1)
-        top = logits.topk(min(self.top_k, logits.shape[1]), dim=1).indices
-        return torch.cat([fixed, top], dim=1)
+    def valid(self, scores: torch.Tensor) -> torch.Tensor:
+        """B×K: which columns of ``choose(scores)`` are classes to explain (the rest is padding)."""
+        return self._select(scores)[1]
+
+    def _select(self, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, n = scores.shape
+        fixed = torch.tensor(self.classes, dtype=torch.long, device=scores.device).expand(b, -1)
+        top = scores.topk(min(self.top_k, n), dim=1).indices
+        chosen = torch.cat([fixed, top], dim=1)
+        valid = torch.ones_like(chosen, dtype=torch.bool)
+        if self.threshold is None:
+            return chosen, valid
+        probs = self.head.probabilities(scores)
+        order = probs.argsort(dim=1, descending=True)
+        above = probs.gather(1, order) >= self.threshold
+        above &= ~(order[:, :, None] == chosen[:, None, :]).any(-1)  # not already chosen
+        width = int(above.sum(dim=1).max()) if b else 0
+        extra = torch.zeros(b, width, dtype=torch.long, device=scores.device)
+        extra_valid = torch.zeros(b, width, dtype=torch.bool, device=scores.device)
+        for i in range(b):
+            picked = order[i][above[i]]
+            extra[i, : len(picked)] = picked
+            extra_valid[i, : len(picked)] = True
+        chosen, valid = torch.cat([chosen, extra], dim=1), torch.cat([valid, extra_valid], dim=1)
+        if chosen.shape[1] == 0:  # nothing anywhere: one padded column, so the batch still runs
+            return order[:, :1], torch.zeros(b, 1, dtype=torch.bool, device=scores.device)
+        first = chosen.gather(1, valid.float().argmax(dim=1, keepdim=True))
+        return torch.where(valid, chosen, first), valid
 
     def rank(self, column: int) -> int | None:
-        return None if column < len(self.classes) else column - len(self.classes) + 1
+        if column < len(self.classes):
+            return None
+        return column - len(self.classes) + 1 if column < len(self.classes) + self.top_k else None
 
 
 def resolve_class(spec: str, labels: Sequence[str]) -> int:

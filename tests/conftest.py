@@ -60,7 +60,7 @@ def explain_tensors(model: torch.nn.Module, layers, x: torch.Tensor, methods, cl
 
     size = tuple(x.shape[-2:])
     names = () if layers is None else ((layers,) if isinstance(layers, str) else tuple(layers))
-    infos = resolve_layers(model, size, names)
+    infos = resolve_layers(model, size, names, int(x.shape[1]))
     if callable(classes):
         choose = classes
     elif classes is not None:

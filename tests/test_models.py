@@ -27,8 +27,11 @@ def test_names():
     assert parse_model_name("tv:resnet18").source == "tv"
     with pytest.raises(ModelError, match="resnet18"):
         parse_model_name("resnet_18")
+    assert parse_model_name("keras:resnet18").source == "factory"  # package.module:FACTORY
+    with pytest.raises(ModelError, match="Importing 'keras'"):
+        load_model("keras:resnet18", random_weights=True)
     with pytest.raises(ModelError, match="tv:NAME"):
-        parse_model_name("keras:resnet18")
+        parse_model_name("some/where:not-a-factory!")
 
 
 @pytest.mark.parametrize("name", ["resnet18", "tv:resnet18"])
@@ -56,10 +59,11 @@ def test_weights_files(form, tmp_path):
     assert all(torch.equal(state[k], v) for k, v in loaded.model.state_dict().items())
 
 
-def test_weights_head_mismatch_suggests_num_classes(tmp_path):
+def test_head_size_comes_from_the_checkpoint_or_the_error_names_it(tmp_path):
     torch.save(load_model("resnet18", random_weights=True, num_classes=7).model.state_dict(), tmp_path / "w.pth")
+    assert load_model("resnet18", weights=tmp_path / "w.pth").num_classes == 7
     with pytest.raises(ModelError, match="--num-classes 7"):
-        load_model("resnet18", weights=tmp_path / "w.pth")
+        load_model("resnet18", weights=tmp_path / "w.pth", num_classes=3)
 
 
 def test_labels_file(tmp_path):
