@@ -35,7 +35,7 @@ from .models import DataConfig, LoadedModel, ModelRef, count_outputs, load_model
 from .pipeline import EngineOptions, _explain_batch, resolve_device
 from .preprocess import decode, to_input
 from .records import Geometry, ImageItem, ImageResult, Prepared, SourceInfo
-from .session import describe_model
+from .session import check_gradients_reach, describe_model
 from .targets import Targets, resolve_class
 from .writer import RunContext, result_doc
 
@@ -109,6 +109,7 @@ class Explainer:
         infos = resolve_layers(self.loaded.model, self.loaded.data.input_size,
                                (layers,) if isinstance(layers, str) else tuple(layers), self.loaded.data.channels)
         self.layers = infos
+        check_gradients_reach(infos, parse_methods(list(methods)))
         self.methods = parse_methods(list(methods))
         self.options = EngineOptions(
             layers=tuple((i.name, i.layout) for i in infos), targets=Targets(), device=self.device,

@@ -275,13 +275,24 @@ def layers(model_arg: Optional[str], show_all: bool, **options: Any) -> None:
         found = probe_layers(loaded.model, loaded.data.input_size, loaded.data.channels)
     except CamcliError as exc:
         raise CliError(str(exc)) from exc
-    spatial = [info for info in found if info.spatial]
-    default = spatial[-1].name if spatial else None
+    from .layers import default_layer
+
+    try:
+        default = default_layer(found).name
+    except CamcliError as exc:
+        default = None
+        click.echo(f"note: {exc}", err=True)
     h, w = loaded.data.input_size
-    click.echo(f"{loaded.ref}: output shapes for a 1×{loaded.data.channels}×{h}×{w} input (default target marked *)")
-    for info in found if show_all else spatial:
+    click.echo(f"{loaded.ref}: outputs for a 1×{loaded.data.channels}×{h}×{w} input; candidates are grids of image "
+               "positions, '*' marks the default, 'grad' the share of positions the top class's gradient reaches")
+    for info in found if show_all else [i for i in found if i.candidate]:
         mark = "*" if info.name == default else " "
-        click.echo(f"{mark} {info.name:<40} {info.kind:<24} {'×'.join(map(str, info.shape))}")
+        where = f"{info.layout.kind} {info.layout.grid[0]}×{info.layout.grid[1]}" if info.layout else "-"
+        if info.layout is not None and info.layout.prefix:
+            where += f" +{info.layout.prefix}"
+        grad = f"{info.live:4.0%}" if info.live >= 0 else "   -"
+        note = f"  ({info.reason})" if info.reason and show_all else ""
+        click.echo(f"{mark} {info.name:<40} {info.kind:<22} {'×'.join(map(str, info.shape)):<16} {where:<16} {grad}{note}")
 
 
 @cli.command()

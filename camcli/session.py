@@ -48,6 +48,7 @@ def open_session(job: ExplainJob) -> Session:
     classes = tuple(dict.fromkeys(resolve_class(c, loaded.labels) for c in job.classes))
     targets = Targets(classes, min(job.k, loaded.num_classes), job.threshold, loaded.head)
     layers = resolve_layers(loaded.model, loaded.data.input_size, job.layers, loaded.data.channels)
+    check_gradients_reach(layers, job.methods)
     loaded.model.to(device)
     names = [info.name for info in layers]
 
@@ -88,10 +89,27 @@ def open_session(job: ExplainJob) -> Session:
     return Session(job, loaded, device, layers, options, ctx, run_info)
 
 
+def check_gradients_reach(layers: tuple[LayerInfo, ...], methods: tuple[str, ...]) -> None:
+    """A gradient method at a layer the class scores do not reach would give empty maps: refuse it."""
+    from .methods import load
+
+    if not any(load(m).needs.layer_gradients for m in methods):
+        return
+    for info in layers:
+        if info.live == 0:
+            raise CamcliError(
+                f"Layer '{info.name}' receives no gradient from the class scores (as a ViT's last block, which "
+                "reaches the head through the class token alone), so gradient maps there would be empty. Pick "
+                "another with --layer ('camcli layers MODEL' shows the share each layer receives), or a method "
+                "that needs no gradient (eigencam, scorecam, ablationcam)."
+            )
+
+
 def describe_model(loaded: LoadedModel, layers: tuple[LayerInfo, ...]) -> dict[str, Any]:
     """The "model" record of explanation.json and run.json."""
     return {
         "name": str(loaded.ref), "weights": loaded.weights, "target_layer": ", ".join(i.name for i in layers),
+        "layers": [info.describe() for info in layers],
         "input_size": list(loaded.data.input_size), "num_classes": loaded.num_classes, "head": loaded.head.name,
         **({"checkpoint": loaded.checkpoint} if loaded.checkpoint else {}),
         **({"in_chans": loaded.data.channels} if loaded.data.channels != 3 else {}),

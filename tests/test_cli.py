@@ -90,7 +90,8 @@ def test_json_and_files_are_as_documented(sample_run):
     assert doc["schema_version"] == 1 and doc["status"] == "ok" and doc["error"] is None
     assert doc["source"]["width"] == 451 and doc["source"]["height"] == 300 and len(doc["source"]["sha256"]) == 64
     assert doc["model"] == {"name": "tf_efficientnet_lite0", "weights": doc["model"]["weights"],
-                            "target_layer": "bn2", "input_size": [224, 224], "num_classes": 1000, "head": "softmax"}
+                            "target_layer": "bn2", "input_size": [224, 224], "num_classes": 1000, "head": "softmax",
+                            "layers": [{"name": "bn2", "layout": "nchw", "grid": [7, 7]}]}
     assert len(doc["preprocess"]["crop_box"]) == 4
     assert len(doc["predictions"]) == 5
     probs = [p["probability"] for p in doc["predictions"]]

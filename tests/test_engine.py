@@ -154,7 +154,7 @@ def test_default_layer_is_last_spatial_output():
 def test_unknown_layer_suggests_close_names(resnet):
     with pytest.raises(LayerError, match="layer4"):
         resolve_layer(resnet, (64, 64), "layer_4")
-    with pytest.raises(LayerError, match="not a B×C×H×W"):
+    with pytest.raises(LayerError, match="not a grid of image positions"):
         resolve_layer(resnet, (64, 64), "fc")
 
 
@@ -200,3 +200,15 @@ def test_ablation_runs_from_the_layer_up_only_where_exact(resnet, monkeypatch):
     whole = explain_tensors(resnet, "layer3", x, ["ablationcam"], classes=classes).maps["ablationcam"].raw
     assert fed[0] > 1
     assert torch.allclose(tail, whole, atol=1e-4 * float(whole.abs().max()))
+
+
+def test_transformer_layers_become_feature_maps():
+    torch.manual_seed(0)
+    model = load_model("swin_tiny_patch4_window7_224", random_weights=True).model
+    info = resolve_layer(model, (224, 224))
+    assert (info.name, info.layout.kind, info.layout.grid) == ("norm", "nhwc", (7, 7))
+    vit = load_model("vit_tiny_patch16_224", random_weights=True).model
+    info = resolve_layer(vit, (224, 224))
+    assert (info.name, info.layout.kind, info.layout.grid, info.layout.prefix) == ("blocks.11.norm1", "tokens", (14, 14), 1)
+    with pytest.raises(LayerError, match="attention"):
+        resolve_layer(vit, (224, 224), "blocks.11.attn.qkv")

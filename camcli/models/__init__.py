@@ -67,8 +67,6 @@ def load_model(
     model = built.model.eval()
     overrides = preprocess or Preprocess()
     channels = input_channels(model)
-    if channels not in (1, 3):
-        raise ModelError(f"'{ref}' takes {channels}-channel input; camcli feeds RGB (3) or grayscale (1) images.")
     data = (torchvision_config(ref.name, overrides) if ref.source == "tv"
             else resolve(model, overrides, built.has_config, channels))
     the_head = Head(head)
@@ -92,9 +90,15 @@ def module_data_config(model: nn.Module) -> DataConfig:
 
 
 def input_channels(model: nn.Module) -> int:
-    """The channels the model's first convolution takes (3 when it has none)."""
+    """The image channels the model takes: from its pretrained config (timm's ``input_size``, ``in_chans``
+    of a model folder), else 1 when its first convolution takes one channel (a grayscale model of your
+    own), else 3."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    size = cfg.get("input_size")
+    if size:
+        return int(size[0])
     first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-    return 3 if first is None else int(first.in_channels)
+    return 1 if first is not None and first.in_channels == 1 else 3
 
 
 def count_outputs(model: nn.Module, data: DataConfig, ref: ModelRef) -> int:
