@@ -22,18 +22,18 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torch import nn
 
 from .errors import CamcliError
 from .heads import Head
-from .job import DEFAULT_MODEL, Preprocessing, check_device
+from .job import DEFAULT_MODEL, Preprocessing, check_device, check_engine
 from .layers import resolve_layers
 from .maps import to_original
 from .methods import REGISTRY, parse_methods
 from .models import DataConfig, LoadedModel, ModelRef, count_outputs, load_model, module_data_config, read_labels
 from .pipeline import EngineOptions, _explain_batch, resolve_device
-from .preprocess import decode, to_input
+from .preprocess import decode, to_input, to_rgb
 from .records import Geometry, ImageItem, ImageResult, Prepared, SourceInfo
 from .session import check_gradients_reach, describe_model
 from .targets import Targets, resolve_class
@@ -90,6 +90,8 @@ class Explainer:
                  device: str | None = None, batch_size: int = 8, precision: str = "fp32", smooth: str | None = None,
                  occlusion_window: int = 32, occlusion_stride: int = 16, data: DataConfig | None = None,
                  head: str = "softmax", ema: bool = False, preprocess: Preprocessing | None = None) -> None:
+        self.methods = parse_methods(list(methods))
+        check_engine(self.methods, smooth, occlusion_window, occlusion_stride, batch_size, precision, device or "auto")
         if isinstance(model, nn.Module):
             self.loaded = _own_module(model, labels, data, head)
             first = next(model.parameters(), None)
@@ -109,8 +111,8 @@ class Explainer:
         infos = resolve_layers(self.loaded.model, self.loaded.data.input_size,
                                (layers,) if isinstance(layers, str) else tuple(layers), self.loaded.data.channels)
         self.layers = infos
-        check_gradients_reach(infos, parse_methods(list(methods)))
-        self.methods = parse_methods(list(methods))
+        check_gradients_reach(infos, self.methods)
+        check_engine(self.methods, smooth, occlusion_window, occlusion_stride, batch_size, precision, self.device.type)
         self.options = EngineOptions(
             layers=tuple((i.name, i.layout) for i in infos), targets=Targets(), device=self.device,
             batch_size=batch_size, methods=self.methods, precision=precision, smooth=smooth,
@@ -159,10 +161,11 @@ class Explainer:
         if isinstance(image, (str, Path)):
             rgb, mode = decode(Path(image))
             name = str(image)
-        elif isinstance(image, Image.Image):
-            rgb, mode, name = image.convert("RGB"), image.mode, f"<image {index}>"
-        elif isinstance(image, np.ndarray):
-            rgb, mode, name = Image.fromarray(image).convert("RGB"), "array", f"<array {index}>"
+        elif isinstance(image, (Image.Image, np.ndarray)):
+            # As files are: EXIF orientation applied, 16-bit and float images scaled rather than clipped.
+            picture = image if isinstance(image, Image.Image) else Image.fromarray(image)
+            mode, name = picture.mode, f"<{'image' if isinstance(image, Image.Image) else 'array'} {index}>"
+            rgb = to_rgb(ImageOps.exif_transpose(picture))
         else:
             raise CamcliError(f"Cannot explain an object of type {type(image).__name__}: pass paths, PIL images, "
                               "arrays or tensors.")

@@ -101,6 +101,17 @@ class FiniteFloat(click.FloatRange):
         return float(super().convert(number, param, ctx))
 
 
+class WholeNumber(click.IntRange):
+    """An integer in a range, refusing what ``int()`` would silently truncate: 2.5, infinities, booleans."""
+
+    name = "integer"
+
+    def convert(self, value: object, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> int:
+        if isinstance(value, bool) or (isinstance(value, float) and not (math.isfinite(value) and value.is_integer())):
+            self.fail(f"{value!r} is not a whole number.", param, ctx)
+        return int(super().convert(value, param, ctx))
+
+
 def _model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by every command that loads a model (they become a ``ModelSpec``)."""
     for option in reversed([
@@ -109,7 +120,7 @@ def _model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="Local weights: a checkpoint as trainers write it (timm train.py, Lightning, torchvision "
                           "references, DDP/compiled), a state dict (.pth/.pt/.bin) or .safetensors."),
         click.option("--ema", is_flag=True, help="Use the checkpoint's EMA weights (timm's state_dict_ema)."),
-        click.option("--num-classes", type=click.IntRange(min=1),
+        click.option("--num-classes", type=WholeNumber(min=1),
                      help="Classifier outputs, for custom heads.  [default: read from the checkpoint]"),
         click.option("--labels", "labels_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
                      help="Class names, one per line, in class-index order."),
@@ -176,7 +187,7 @@ def cli() -> None:
 @click.option("--layer", "layer_names", multiple=True,
               help="Target layer (default: the last layer with a spatial 4-D output); repeatable: per-layer maps are "
                    "scaled and averaged. See 'camcli layers'.")
-@click.option("--top-k", type=click.IntRange(min=0), default=None,
+@click.option("--top-k", type=WholeNumber(min=0), default=None,
               help="Explain the K most likely classes.  [default: 3, or 0 with --class or --threshold]")
 @click.option("--threshold", type=FiniteFloat(0.0, 1.0), default=None,
               help="Also explain every class at least this probable (multi-label models: --head sigmoid).")
@@ -186,13 +197,13 @@ def cli() -> None:
 @click.option("--smooth", type=click.Choice(SMOOTHING), default=None,
               help="aug: average over flipped and scaled copies; eigen: first principal component instead of the "
                    "channel sum (CAM methods).")
-@click.option("--occlusion-window", type=click.IntRange(min=1), default=32, show_default=True,
+@click.option("--occlusion-window", type=WholeNumber(min=1), default=32, show_default=True,
               help="Occlusion: window side in input pixels.")
-@click.option("--occlusion-stride", type=click.IntRange(min=1), default=16, show_default=True,
+@click.option("--occlusion-stride", type=WholeNumber(min=1), default=16, show_default=True,
               help="Occlusion: step between windows.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option("--workers", type=click.IntRange(min=1), default=None,
+@click.option("--batch-size", type=WholeNumber(min=1), default=8, show_default=True)
+@click.option("--workers", type=WholeNumber(min=1), default=None,
               help="Threads that decode images ahead of the model, and as many that write behind it.  [default: min(4, CPUs)]")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True,
               help="Forward-pass precision (maps are always computed in fp32). fp16 needs a GPU.")
@@ -205,7 +216,7 @@ def cli() -> None:
 @click.option("--colormap", type=click.Choice(["jet", "hot", "gray"]), default="jet", show_default=True)
 @click.option("--alpha", type=FiniteFloat(0.0, 1.0), default=0.5, show_default=True, help="Heatmap opacity in overlays.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary on stderr.")
-@click.option("--max-pixels", type=click.IntRange(min=1), default=100_000_000, show_default=True,
+@click.option("--max-pixels", type=WholeNumber(min=1), default=100_000_000, show_default=True,
               help="Refuse images with more pixels than this (a decompression-bomb guard), from the header.")
 @click.option("--resume/--overwrite", default=True, show_default=True,
               help="Skip images whose outputs are complete, from the same file content and settings; or redo all.")
@@ -215,7 +226,6 @@ def explain(**options: Any) -> None:
     """Write explanations for every image in INPUTS (files or folders; '-' reads paths from stdin)."""
     from .discover import discover, read_path_list
     from .job import ExplainJob, parse_methods, parse_save
-    from .lock import check_unlocked
 
     try:
         spec = _model_spec(options)
@@ -228,7 +238,6 @@ def explain(**options: Any) -> None:
             **options,
         )
         items = discover(job.inputs, job.include, job.exclude, out=job.out)
-        check_unlocked(job.out)
         code = _run(job, items)
     except CamcliError as exc:
         raise CliError(str(exc)) from exc

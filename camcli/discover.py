@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Iterator, Sequence
@@ -22,14 +23,14 @@ def _walk(root: Path, include: Sequence[str], exclude: Sequence[str],
     """Files below ``root`` with image suffixes, sorted, skipping hidden entries.
 
     Symlinked folders are followed, each real folder once, so a link loop ends the descent.
-    Output folders of camcli runs (they hold OUTPUT_MARKER) and the folders in ``skip`` (device,
-    inode) are not entered: a run never explains its own overlays.
+    camcli's own outputs are not entered: output folders it made (they hold OUTPUT_MARKER), image
+    folders it wrote (they hold its explanation.json) and the folders in ``skip`` (device, inode).
     ``include`` / ``exclude`` globs match the path relative to ``root`` or the file name.
     """
     visited: set[tuple[int, int]] = set(skip)
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         info = os.stat(dirpath)
-        if (info.st_dev, info.st_ino) in visited or OUTPUT_MARKER in filenames:
+        if (info.st_dev, info.st_ino) in visited or OUTPUT_MARKER in filenames or _image_output(dirpath, filenames):
             dirnames[:] = []
             continue
         visited.add((info.st_dev, info.st_ino))
@@ -44,6 +45,18 @@ def _walk(root: Path, include: Sequence[str], exclude: Sequence[str],
             if any(fnmatch.fnmatch(rel, g) or fnmatch.fnmatch(name, g) for g in exclude):
                 continue
             yield path
+
+
+def _image_output(folder: str, filenames: list[str]) -> bool:
+    """A folder camcli wrote one image's outputs into: it holds camcli's explanation.json."""
+    if "explanation.json" not in filenames:
+        return False
+    try:
+        with open(os.path.join(folder, "explanation.json"), "rb") as fh:
+            doc = json.loads(fh.read(1 << 20))
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and {"schema_version", "source", "explanations"} <= set(doc)
 
 
 def printable(path: os.PathLike | str) -> str:

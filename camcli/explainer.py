@@ -70,28 +70,49 @@ class BatchExplainer:
         self.settings = settings
         self.head = head
         self.layer_names = tuple(name for name, _ in layers)
-        needs = Needs()
-        taps: dict[str, Tap] = {}
-        for method in self.methods.values():
-            needs = needs | method.needs
-            taps.update(method.taps())
-        self.capture = Capture(model, layers, needs, head.scores, taps, channels_last, autocast)
-        self.probe = Probe(model, head.scores, batch_size, autocast)
         self.smoothed = [name for name in self.methods
                          if settings.smooth == "aug" and "aug" in REGISTRY[name].smoothing]
+        plain = [name for name in self.methods if name not in self.smoothed]
+        # The pass on the original batch serves the methods not smoothed (and chooses the classes); the
+        # augmented passes serve only what the smoothed methods need.
+        self.capture = self._capture(model, layers, plain, head, channels_last, autocast)
+        self.augmented = self._capture(model, layers, self.smoothed, head, channels_last, autocast) \
+            if self.smoothed else None
+        self.probe = Probe(model, head.scores, batch_size, autocast)
+
+    def _capture(self, model: nn.Module, layers: Sequence[tuple[str, Layout]], names: Sequence[str], head: Head,
+                 channels_last: bool, autocast: Callable[[], AbstractContextManager[Any]]) -> Capture:
+        needs = Needs()
+        taps: dict[str, Tap] = {}
+        for name in names:
+            needs = needs | self.methods[name].needs
+            taps.update(self.methods[name].taps())
+        return Capture(model, layers, needs, head.scores, taps, channels_last, autocast)
 
     def __enter__(self) -> BatchExplainer:
         self.capture.__enter__()
+        if self.augmented is not None:
+            try:
+                self.augmented.__enter__()
+            except BaseException:
+                self.capture.__exit__()
+                raise
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self.capture.__exit__(*exc_info)
+        try:
+            if self.augmented is not None:
+                self.augmented.__exit__(*exc_info)
+        finally:
+            self.capture.__exit__(*exc_info)
 
     def __call__(self, x: torch.Tensor, choose: ClassChooser) -> Explained:
         p = self.capture(x, choose)
-        raws = {name: method.compute(p, self.probe, self.settings) for name, method in self.methods.items()}
+        raws = {name: method.compute(p, self.probe, self.settings)
+                for name, method in self.methods.items() if name not in self.smoothed}
         if self.smoothed:
             raws.update(self._augmented(x, p))
+        raws = {name: raws[name] for name in self.methods}  # in the order asked for
         size = self.settings.input_size
         maps = {}
         for name, raw in raws.items():
@@ -109,7 +130,8 @@ class BatchExplainer:
         sums = {name: torch.zeros(*p.classes.shape, *size, device=p.scores.device) for name in self.smoothed}
         for flip, factor in AUGMENTATIONS:
             copy = x * factor
-            augmented = self.capture(copy.flip(-1) if flip else copy, lambda scores: p.classes)
+            assert self.augmented is not None
+            augmented = self.augmented(copy.flip(-1) if flip else copy, lambda scores: p.classes)
             for name in self.smoothed:
                 shown = input_map(self.methods[name].compute(augmented, self.probe, self.settings), size)
                 sums[name] += shown.flip(-1) if flip else shown

@@ -109,24 +109,11 @@ class ExplainJob:
     config: str | None = None
 
     def __post_init__(self) -> None:
-        check_device(self.device)
-        if self.precision not in PRECISIONS:
-            raise CamcliError(f"Unknown precision '{self.precision}'. Use one of {', '.join(PRECISIONS)}.")
-        if self.precision == "fp16" and self.device == "cpu":
-            raise CamcliError("--precision fp16 needs a GPU; on the CPU use --precision bf16 or fp32.")
+        check_engine(self.methods, self.smooth, self.occlusion_window, self.occlusion_stride, self.batch_size,
+                     self.precision, self.device)
         check_finite("alpha", self.alpha)
         if not 0.0 <= self.alpha <= 1.0:
             raise CamcliError(f"--alpha {self.alpha} is outside 0-1. Pass a value such as 0.5.")
-        if self.smooth is not None:
-            if self.smooth not in SMOOTHING:
-                raise CamcliError(f"Unknown --smooth '{self.smooth}'. Use aug or eigen.")
-            if not any(self.smooth in REGISTRY[m].smoothing for m in self.methods):
-                fits = [m for m in REGISTRY if self.smooth in REGISTRY[m].smoothing]
-                raise CamcliError(f"--smooth {self.smooth} applies to none of the methods asked for; it applies to "
-                                  f"{', '.join(fits)}.")
-        if self.occlusion_window < 1 or self.occlusion_stride < 1 or self.occlusion_stride > self.occlusion_window:
-            raise CamcliError("--occlusion-stride must be between 1 and --occlusion-window (default 16 and 32), "
-                              "so that the windows cover every pixel.")
         if self.threshold is not None and not (math.isfinite(self.threshold) and 0 <= self.threshold <= 1):
             raise CamcliError(f"--threshold {self.threshold} is not a probability. Pass a value in 0-1, e.g. 0.5.")
         if self.model.head not in HEADS:
@@ -150,6 +137,29 @@ def parse_save(specs: tuple[str, ...] | list[str]) -> frozenset[str]:
             "(e.g. --save overlay,map,raw_map)."
         )
     return frozenset(names - {"json"}) if specs else DEFAULT_SAVE
+
+
+def check_engine(methods: tuple[str, ...], smooth: str | None, occlusion_window: int, occlusion_stride: int,
+                 batch_size: int, precision: str, device: str) -> None:
+    """The checks every entry point (command line, Python API) makes before any work."""
+    check_device(device)
+    if precision not in PRECISIONS:
+        raise CamcliError(f"Unknown precision '{precision}'. Use one of {', '.join(PRECISIONS)}.")
+    if precision == "fp16" and device == "cpu":
+        raise CamcliError("--precision fp16 needs a GPU; on the CPU use --precision bf16 or fp32.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise CamcliError(f"--batch-size {batch_size!r} must be a whole number of at least 1.")
+    if smooth is not None:
+        if smooth not in SMOOTHING:
+            raise CamcliError(f"Unknown --smooth '{smooth}'. Use aug or eigen.")
+        if not any(smooth in REGISTRY[m].smoothing for m in methods):
+            fits = [m for m in REGISTRY if smooth in REGISTRY[m].smoothing]
+            raise CamcliError(f"--smooth {smooth} applies to none of the methods asked for; it applies to "
+                              f"{', '.join(fits)}.")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (occlusion_window, occlusion_stride)) \
+            or occlusion_window < 1 or not 1 <= occlusion_stride <= occlusion_window:
+        raise CamcliError("--occlusion-stride must be between 1 and --occlusion-window (default 16 and 32), "
+                          "so that the windows cover every pixel.")
 
 
 def parse_size(text: str) -> tuple[int, int]:

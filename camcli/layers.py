@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .engine.capture import model_lock
 from .errors import LayerError
 from .layout import Layout
 
@@ -124,6 +125,8 @@ def probe_layers(model: nn.Module, input_size: tuple[int, int], channels: int = 
 
     first = next(model.parameters(), None)
     device = first.device if first is not None else torch.device("cpu")
+    lock = model_lock(model)
+    lock.acquire()
     modes = {m: m.training for m in model.modules()}
     try:
         for name, module in model.named_modules():
@@ -147,6 +150,7 @@ def probe_layers(model: nn.Module, input_size: tuple[int, int], channels: int = 
             handle.remove()
         for module, mode in modes.items():
             module.training = mode
+        lock.release()
     prefix = _prefix_tokens(model)
     inside_attention = _attention_modules(model)
     infos = []

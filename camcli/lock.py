@@ -71,16 +71,3 @@ class RunLock:
             fcntl.flock(self._fh, fcntl.LOCK_UN)
             self._fh.close()
             self._fh = None
-
-
-def check_unlocked(out: Path, name: str = LOCK_NAME) -> None:
-    """Fail early, before any heavy work, when a running camcli holds the folder's lock."""
-    path = out / name
-    if not path.is_file():
-        return
-    with open(path, "a+", encoding="utf-8") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunLocked(_message(path, fh)) from None
-        fcntl.flock(fh, fcntl.LOCK_UN)

@@ -54,7 +54,7 @@ def decode(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Image.Imag
                     f"over the limit of {max_pixels:,} (a decompression-bomb guard). Raise --max-pixels to allow it."
                 )
             img = ImageOps.exif_transpose(img)
-            rgb = _to_rgb(img)
+            rgb = to_rgb(img)
             rgb.load()
     except FileNotFoundError as exc:
         raise ImageError(f"File not found: {printable(path)}") from exc
@@ -67,7 +67,7 @@ def decode(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Image.Imag
     return rgb, mode
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
+def to_rgb(img: Image.Image) -> Image.Image:
     if img.mode == "RGB":
         return img.copy()
     if img.mode in ("P", "PA") and "transparency" in img.info:

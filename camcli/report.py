@@ -12,6 +12,22 @@ from .errors import EXIT_OK, EXIT_SOME_FAILED
 from .writer import JSON_NAME, atomic_write, json_text
 
 
+CAMCLI_FILES = frozenset({".camcli-lock", OUTPUT_MARKER, "run.json", "summary.jsonl"})
+
+
+def mark_output_folder(out_root: Path) -> None:
+    """Mark a folder camcli made (or found holding only camcli's files) so that walks never enter it.
+
+    A folder of yours used as --out is not marked (a marker would hide your images from later runs);
+    the image folders camcli writes there are recognized by their explanation.json instead.
+    """
+    marker = out_root / OUTPUT_MARKER
+    if marker.exists() or any(p.name not in CAMCLI_FILES and not p.name.startswith(".run.json.tmp")
+                              for p in out_root.iterdir()):
+        return
+    atomic_write(marker, (json_text({"camcli": __version__}) + "\n").encode("utf-8"))
+
+
 class Report:
     """Counts outcomes, appends one summary line per image, and owns the exit code."""
 
@@ -23,9 +39,7 @@ class Report:
         self.failed: list[dict[str, str]] = []
         self.started = time.time()
         out_root.mkdir(parents=True, exist_ok=True)
-        marker = out_root / OUTPUT_MARKER  # folders walked later never yield this run's outputs
-        if not marker.exists():
-            atomic_write(marker, (json_text({"camcli": __version__}) + "\n").encode("utf-8"))
+        mark_output_folder(out_root)
         for stale in out_root.glob(".run.json.tmp*"):  # from a run killed while closing
             stale.unlink(missing_ok=True)
         self._summary = open(out_root / "summary.jsonl", "w", encoding="utf-8")

@@ -126,7 +126,6 @@ def write(out_root: Path, result: Union[ImageResult, Failure, Skipped], ctx: Run
         for stale in folder.glob(".*.tmp*"):  # left by a run that was killed while writing here
             stale.unlink(missing_ok=True)
         doc = _failure_doc(result, ctx) if isinstance(result, Failure) else _write_result(folder, result, ctx)
-        _remove_stale(folder, doc)
     except OSError as exc:
         if exc.errno in FATAL_ERRNOS:
             raise
@@ -134,6 +133,7 @@ def write(out_root: Path, result: Union[ImageResult, Failure, Skipped], ctx: Run
     except Exception as exc:  # e.g. an image too large for the chosen overlay format
         doc = _write_error_doc(result, ctx, exc)
     try:
+        _remove_stale(folder, doc)  # also after a failure: the folder holds what its JSON lists
         atomic_write(folder / JSON_NAME, (json_text(doc, indent=2) + "\n").encode("utf-8"))
     except OSError as exc:
         if exc.errno in FATAL_ERRNOS:

@@ -145,3 +145,62 @@ def test_weights_that_are_not_weights(kind, tmp_path):
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "Warning" not in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert "w.pth" in lines[0] and ("Expected" in lines[0] or "state dict" in lines[0])
+
+
+def _build_on_counter(path: Path) -> None:
+    """A zip checkpoint whose pickle sets ``collections.Counter.most_common`` (BUILD on a class)."""
+    import struct
+    import zipfile
+
+    torch.save({"w": torch.zeros(2)}, path.with_suffix(".good"))
+
+    def text(s: str) -> bytes:
+        raw = s.encode()
+        return b"X" + struct.pack("<I", len(raw)) + raw
+
+    payload = (b"\x80\x02ccollections\nCounter\nN}(" + text("most_common") + b"ccollections\nOrderedDict\n"
+               + b"u\x86b0}(" + text("w") + b"K\x01u.")
+    with zipfile.ZipFile(path.with_suffix(".good")) as source, zipfile.ZipFile(path, "w") as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            target.writestr(item, payload if item.filename.endswith("data.pkl") else data)
+
+
+def test_a_checkpoint_cannot_patch_the_running_program(tmp_path):
+    import collections
+
+    from camcli.models.checkpoints import read_checkpoint
+
+    _build_on_counter(tmp_path / "evil.pth")
+    assert read_checkpoint(tmp_path / "evil.pth") == {"w": 1}
+    assert collections.Counter("abca").most_common(1) == [("a", 2)]
+
+
+def test_legacy_format_with_objects_is_refused_with_advice(tmp_path):
+    import argparse
+
+    from camcli.errors import ModelError
+    from camcli.models.checkpoints import read_checkpoint
+
+    torch.save({"state_dict": {"w": torch.zeros(2)}, "args": argparse.Namespace(lr=0.1)}, tmp_path / "old.pth",
+               _use_new_zipfile_serialization=False)
+    with pytest.raises(ModelError, match="legacy format"):
+        read_checkpoint(tmp_path / "old.pth")
+    torch.save({"w": torch.ones(2)}, tmp_path / "plain.pth", _use_new_zipfile_serialization=False)
+    assert torch.equal(read_checkpoint(tmp_path / "plain.pth")["w"], torch.ones(2))
+
+
+def test_a_folder_of_yours_used_as_output_never_hides_your_images(sample_copy, tmp_path):
+    """-o pointing into your data writes image folders there; later runs skip those, not your images."""
+    sub = sample_copy / "a"
+    sub.mkdir()
+    (sample_copy / "chelsea.png").rename(sub / "chelsea.png")
+    assert invoke("explain", str(sub), "-o", str(sample_copy), *FAST).exit_code == 0  # writes images/chelsea.png/
+    assert not (sample_copy / ".camcli-output").exists()  # your folder is not marked as camcli's
+    out = tmp_path / "out2"
+    assert invoke("explain", str(sample_copy), "-o", str(out), *FAST).exit_code == 0
+    done = sorted(json.loads(line)["path"] for line in (out / "summary.jsonl").read_text().splitlines())
+    assert done == [str(sub / "chelsea.png"), str(sample_copy / "coffee.png")]  # images, never overlay folders
+    # An output folder named directly is camcli's own: nothing in it is an image to explain.
+    result = invoke("explain", str(out / "coffee.png"), "-o", str(tmp_path / "out3"), *FAST)
+    assert result.exit_code == 2 and "No images found" in result.output

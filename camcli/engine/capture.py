@@ -20,8 +20,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, nullcontext
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from weakref import WeakKeyDictionary
 
 import torch
 from torch import nn
@@ -94,6 +96,20 @@ class Pass:
         return self.scores.gather(1, self.classes)
 
 
+_LOCKS: WeakKeyDictionary[nn.Module, threading.RLock] = WeakKeyDictionary()
+_GUARD = threading.Lock()
+
+
+def model_lock(model: nn.Module) -> threading.RLock:
+    """One lock per model: camcli's hooks, modes and memory layout on a model are one caller's at a time,
+    so threads explaining the same model take turns instead of seeing each other's hooks."""
+    with _GUARD:
+        lock = _LOCKS.get(model)
+        if lock is None:
+            lock = _LOCKS[model] = threading.RLock()
+        return lock
+
+
 class Capture:
     """``with Capture(model, layers, ...) as capture:`` hooks the target layers (and what ``needs``
     asks for) until the block ends; ``capture(x, choose)`` runs one pass.
@@ -122,6 +138,7 @@ class Capture:
         self._original_data: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self._outputs: dict[int, torch.Tensor] = {}
         self._armed = False
+        self._lock: threading.RLock | None = None
         self.rules: Rules | None = None
 
     @property
@@ -130,6 +147,8 @@ class Capture:
         return bool(self.needs.rules or self.needs.taps)
 
     def __enter__(self) -> Capture:
+        self._lock = model_lock(self.model)
+        self._lock.acquire()
         self._modes = {m: m.training for m in self.model.modules()}
         self.model.eval()
         stack = ExitStack()
@@ -168,6 +187,9 @@ class Capture:
             for tensor, data in self._original_data.values():
                 tensor.data = data
             self._original_data.clear()
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
 
     def _hook(self, index: int) -> Callable[[nn.Module, object, Any], Any]:
         name = self.layers[index][0]

@@ -19,16 +19,15 @@ from ..engine import Pass, Probe
 from .base import Method, Settings
 
 
-def windows(size: tuple[int, int], window: int, stride: int, device: torch.device) -> torch.Tensor:
-    """P×H×W masks, 1 inside each window position."""
+def window_axes(size: tuple[int, int], window: int, stride: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per axis, which pixels each window position covers: R×H and C×W masks (R·C windows in all)."""
     axes = []
     for extent in size:
         win = min(window, extent)
-        starts = [i * stride for i in range(math.ceil((extent - win) / stride) + 1)]
-        positions = torch.arange(extent, device=device)
-        axes.append(torch.stack([(positions >= a) & (positions < a + win) for a in starts]).float())
-    rows, cols = axes
-    return (rows[:, None, :, None] * cols[None, :, None, :]).reshape(-1, *size)
+        starts = torch.arange(math.ceil((extent - win) / stride) + 1, device=device)[:, None] * stride
+        positions = torch.arange(extent, device=device)[None]
+        axes.append(((positions >= starts) & (positions < starts + win)).float())
+    return axes[0], axes[1]
 
 
 class Occlusion(Method):
@@ -37,16 +36,23 @@ class Occlusion(Method):
 
     def compute(self, p: Pass, probe: Probe, s: Settings) -> torch.Tensor:
         size = (int(p.x.shape[-2]), int(p.x.shape[-1]))
-        masks = windows(size, s.occlusion_window, s.occlusion_stride, p.x.device)  # P×H×W
-        covered = masks.sum(dim=0)
+        rows, cols = window_axes(size, s.occlusion_window, s.occlusion_stride, p.x.device)
+        count = rows.shape[0] * cols.shape[0]
+        covered = rows.sum(dim=0)[:, None] * cols.sum(dim=0)[None]  # how many windows cover each pixel
         x = p.x.float()
         maps = []
         for b in range(x.shape[0]):
-            scores = probe.inputs(lambda i, j, b=b: x[b : b + 1] * (1 - masks[i:j, None]), len(masks))
-            drops = (p.scores[b][None] - scores)[:, p.classes[b]]  # P×K
-            maps.append(torch.einsum("pk,phw->khw", drops, masks) / covered)
-        return torch.stack(maps)
+            def occluded(i: int, j: int, b: int = b) -> torch.Tensor:
+                # Window masks are made batch by batch: all at once are windows × H × W floats.
+                where = torch.arange(i, j, device=x.device)
+                inside = rows[where // cols.shape[0]][:, :, None] * cols[where % cols.shape[0]][:, None, :]
+                return x[b : b + 1] * (1 - inside[:, None])
 
+            scores = probe.inputs(occluded, count)
+            drops = (p.scores[b][None] - scores)[:, p.classes[b]]  # windows × K
+            total = torch.einsum("kij,ih,jw->khw", drops.T.reshape(-1, rows.shape[0], cols.shape[0]), rows, cols)
+            maps.append(total / covered)
+        return torch.stack(maps)
     def params(self, s: Settings, layers: tuple[str, ...]) -> dict[str, Any]:
         return {"window": s.occlusion_window, "stride": s.occlusion_stride, "baseline": 0.0,
                 "score": "pre-softmax class score"}

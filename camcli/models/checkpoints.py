@@ -2,10 +2,14 @@
 
 A ``.pth`` file is a pickle, and a pickle can name any function to call while it loads. Trainers
 store more than tensors beside the weights (timm's ``train.py`` an ``argparse.Namespace``, Lightning
-its hyper-parameters), which torch's own ``weights_only`` loader refuses outright. camcli's
-unpickler accepts exactly the globals torch's ``weights_only`` loader allows (tensors, storages,
-dtypes, plain containers); every other global becomes an inert placeholder, so loading such a file
-never imports or calls anything it names, and the weights beside it are still read.
+its hyper-parameters), which torch's own ``weights_only`` loader refuses outright. For torch's zip
+format (every ``torch.save`` since 1.6) camcli's unpickler accepts exactly the globals torch's
+``weights_only`` loader allows (tensors, storages, dtypes, plain containers); every other global
+becomes an inert placeholder, so loading such a file never imports or calls anything it names, and
+the weights beside it are still read. Setting attributes (pickle's BUILD) is allowed on instances of
+plain containers and tensors only, never on a class or a function, so a file cannot patch the
+running program. Older formats (before torch 1.6, and tar archives) are read by torch's own
+``weights_only`` loader alone.
 """
 
 from __future__ import annotations
@@ -42,8 +46,24 @@ def _allowed_globals() -> dict[str, Any]:
     return dict(_get_allowed_globals())
 
 
-class _SafeUnpickler(pickle.Unpickler):
+def _safe_build(self: _SafeUnpickler) -> None:
+    """BUILD (set an object's state) only on instances of plain containers, tensors and placeholders."""
+    import torch
+
+    state = self.stack.pop()
+    target = self.stack[-1]
+    if isinstance(target, type) or not isinstance(target, (dict, list, set, torch.Tensor, Skipped)):
+        return  # a class, a function or anything else: left as it is
+    self.stack.append(state)
+    pickle._Unpickler.load_build(self)  # type: ignore[attr-defined]
+
+
+class _SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
+    """The pure-Python unpickler, with globals restricted (``find_class``) and BUILD restricted."""
+
     allowed: dict[str, Any] = {}
+    dispatch = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
+    dispatch[pickle.BUILD[0]] = _safe_build
 
     def find_class(self, module: str, name: str) -> Any:
         qualname = f"{module}.{name}"
@@ -73,8 +93,19 @@ def read_checkpoint(path: Path) -> Any:
             from safetensors.torch import load_file
 
             return load_file(str(path))
+        import zipfile
+
         import torch
 
+        if not zipfile.is_zipfile(path):  # the legacy formats: torch's own restricted loader only
+            try:
+                return torch.load(path, map_location="cpu", weights_only=True)
+            except pickle.UnpicklingError:
+                raise ModelError(
+                    f"'{path}' is in torch's legacy format (before torch 1.6, or a tar archive) and holds objects "
+                    "other than tensors, which camcli reads only from the current format. On a machine you trust, "
+                    "re-save its weights: torch.save(torch.load(PATH, weights_only=False)['state_dict'], 'weights.pth')."
+                ) from None
         return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_pickle_module())
     except Exception as exc:  # any reader failure means the same thing to the user
         reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from functools import partial
 from typing import Any
 
@@ -14,7 +16,7 @@ from ..allocator import keep_freed_memory
 from ..discover import printable
 from ..errors import EXIT_INTERRUPTED, CamcliError
 from ..job import ExplainJob
-from ..lock import RunLock
+from ..lock import LOCK_NAME, RunLock
 from ..pipeline import run as run_pipeline
 from ..records import ImageItem, Skipped
 from ..report import Report
@@ -27,16 +29,29 @@ def run(job: ExplainJob, items: Sequence[ImageItem], emit: Callable[[dict[str, A
     """Explain and write ``items``; returns the exit code. ``emit`` receives each image's document
     (with a "json" key: its path) as it finishes; ``say`` prints the closing summary."""
     keep_freed_memory()  # a long run reuses its memory instead of faulting it in again each batch
-    session = open_session(job)
     out = job.out
     stop = stop or threading.Event()
-    lock = RunLock(out)
+    with output_lock(out):  # before the model loads: a second run on the folder stops at once
+        session = open_session(job)
+        return _run_locked(job, session, items, emit, stop, say)
+
+
+@contextmanager
+def output_lock(out: Path, name: str = LOCK_NAME) -> Iterator[RunLock]:
+    """Hold the output folder's lock; a folder created for it and left empty by a failed start is removed."""
+    created = not out.exists()
+    lock = RunLock(out, name)
     try:
         lock.acquire()
     except OSError as exc:
         raise CamcliError(f"Cannot write to output folder '{out}': {exc.strerror or exc}. Pass a writable --out DIR.") from exc
     try:
-        return _run_locked(job, session, items, emit, stop, say)
+        yield lock
+    except CamcliError:
+        if created and [p.name for p in out.iterdir()] == [name]:  # nothing but the lock: leave no trace
+            (out / name).unlink(missing_ok=True)
+            out.rmdir()
+        raise
     finally:
         lock.release()
 
