@@ -180,12 +180,13 @@ def _explain_batch(explainer: BatchExplainer, loaded: LoadedModel, batch: list[P
     if options.device.type == "cuda":
         x = x.pin_memory()
     x = x.to(options.device, non_blocking=True)
-    out = explainer(x, options.targets.choose)
+    keys = [p.item.rel.as_posix() for p in batch]
+    out = explainer(x, partial(options.targets.choose, keys=keys))
     top = out.probabilities.topk(min(TOP_PREDICTIONS, out.probabilities.shape[1]), dim=1).indices
     # One transfer per batch for what localization reads on the CPU.
-    valid = options.targets.valid(out.scores)
-    scores_c, probs_c, top_c, classes_c, valid_c = (t.cpu() for t in (out.scores, out.probabilities, top, out.classes,
-                                                                       valid))
+    _, valid, rank = options.targets.select(out.scores, keys)
+    scores_c, probs_c, top_c, classes_c, valid_c, rank_c = (
+        t.cpu() for t in (out.scores, out.probabilities, top, out.classes, valid, rank))
     located = {m: maps.locator.cpu().numpy() for m, maps in out.maps.items()}
     results = []
     for b, p in enumerate(batch):
@@ -201,7 +202,7 @@ def _explain_batch(explainer: BatchExplainer, loaded: LoadedModel, batch: list[P
                 where = located[method][b, j]
                 heat = methods.kind(method) == "cam"
                 explanations.append(Explanation(
-                    method=method, class_index=c, label=loaded.labels[c], rank=options.targets.rank(j),
+                    method=method, class_index=c, label=loaded.labels[c], rank=int(rank_c[b, j]) or None,
                     logit=float(scores_c[b, c]), probability=float(probs_c[b, c]),
                     raw_map=found.raw[b, j], input_map=found.display[b, j],
                     bbox=maps.box(where, p.geometry) if heat else None,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
-from typing import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import torch
 
@@ -14,56 +14,63 @@ from .heads import Head
 
 @dataclass(frozen=True)
 class Targets:
-    """User-chosen classes come first (rank None), then the top-k of each image, then (with a
-    ``threshold``) every other class whose probability under ``head`` is at least the threshold.
+    """Which classes each image of a batch explains, as columns: the user's ``classes`` (rank None),
+    the ``top_k`` (rank 1..k), the image's own classes from ``per_image`` (keyed by its output path;
+    ``camcli evaluate`` adds each image's ground-truth classes), then, with a ``threshold``, every other
+    class at least that probable under ``head``.
 
-    The engine needs the same number of columns for every image of a batch; with a threshold an
-    image may have fewer classes than the widest: its row is padded with its first column, and
-    ``valid`` says which columns are real.
+    The engine needs the same number of columns for every image of a batch; an image with fewer is
+    padded with its first class, and ``select`` says which columns are real.
     """
 
     classes: tuple[int, ...] = ()
     top_k: int = 3
     threshold: float | None = None
     head: Head = Head()
+    per_image: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
-    def choose(self, scores: torch.Tensor) -> torch.Tensor:
-        """B×C class scores → B×K class indices."""
-        return self._select(scores)[0]
+    def choose(self, scores: torch.Tensor, keys: Sequence[str] = ()) -> torch.Tensor:
+        """B×C class scores → B×K class indices (``keys``: the images' output paths, for ``per_image``)."""
+        return self.select(scores, keys)[0]
 
-    def valid(self, scores: torch.Tensor) -> torch.Tensor:
-        """B×K: which columns of ``choose(scores)`` are classes to explain (the rest is padding)."""
-        return self._select(scores)[1]
-
-    def _select(self, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def select(self, scores: torch.Tensor, keys: Sequence[str] = ()) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(classes, valid, rank), each B×K: the class of each column, whether it is real (not padding),
+        and its place in the top-k (0: not a top-k column)."""
         b, n = scores.shape
-        fixed = torch.tensor(self.classes, dtype=torch.long, device=scores.device).expand(b, -1)
+        device = scores.device
+        columns: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        fixed = torch.tensor(self.classes, dtype=torch.long, device=device).expand(b, -1)
+        columns.append((fixed, torch.ones_like(fixed, dtype=torch.bool), torch.zeros_like(fixed)))
         top = scores.topk(min(self.top_k, n), dim=1).indices
-        chosen = torch.cat([fixed, top], dim=1)
-        valid = torch.ones_like(chosen, dtype=torch.bool)
-        if self.threshold is None:
-            return chosen, valid
-        probs = self.head.probabilities(scores)
-        order = probs.argsort(dim=1, descending=True)
-        above = probs.gather(1, order) >= self.threshold
-        above &= ~(order[:, :, None] == chosen[:, None, :]).any(-1)  # not already chosen
-        width = int(above.sum(dim=1).max()) if b else 0
-        extra = torch.zeros(b, width, dtype=torch.long, device=scores.device)
-        extra_valid = torch.zeros(b, width, dtype=torch.bool, device=scores.device)
-        for i in range(b):
-            picked = order[i][above[i]]
-            extra[i, : len(picked)] = picked
-            extra_valid[i, : len(picked)] = True
-        chosen, valid = torch.cat([chosen, extra], dim=1), torch.cat([valid, extra_valid], dim=1)
-        if chosen.shape[1] == 0:  # nothing anywhere: one padded column, so the batch still runs
-            return order[:, :1], torch.zeros(b, 1, dtype=torch.bool, device=scores.device)
+        columns.append((top, torch.ones_like(top, dtype=torch.bool),
+                        torch.arange(1, top.shape[1] + 1, device=device).expand(b, -1)))
+        if self.per_image:
+            columns.append(_ragged([self.per_image.get(k, ()) for k in keys] if keys else [()] * b, device))
+        if self.threshold is not None:
+            probs = self.head.probabilities(scores)
+            order = probs.argsort(dim=1, descending=True)
+            above = probs.gather(1, order) >= self.threshold
+            columns.append(_ragged([tuple(order[i][above[i]].tolist()) for i in range(b)], device))
+        chosen = torch.cat([c for c, _, _ in columns], dim=1)
+        valid = torch.cat([v for _, v, _ in columns], dim=1)
+        rank = torch.cat([r for _, _, r in columns], dim=1)
+        if chosen.shape[1] == 0 or not valid.any(dim=1).all():  # an image with nothing: one padded column
+            pad = scores.argmax(dim=1, keepdim=True)
+            chosen, valid = torch.cat([chosen, pad], 1), torch.cat([valid, torch.zeros_like(pad, dtype=torch.bool)], 1)
+            rank = torch.cat([rank, torch.zeros_like(pad)], 1)
         first = chosen.gather(1, valid.float().argmax(dim=1, keepdim=True))
-        return torch.where(valid, chosen, first), valid
+        return torch.where(valid, chosen, first), valid, rank
 
-    def rank(self, column: int) -> int | None:
-        if column < len(self.classes):
-            return None
-        return column - len(self.classes) + 1 if column < len(self.classes) + self.top_k else None
+
+def _ragged(rows: Sequence[tuple[int, ...]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-image class lists as padded columns with their validity (rank 0)."""
+    width = max((len(r) for r in rows), default=0)
+    classes = torch.zeros(len(rows), width, dtype=torch.long, device=device)
+    valid = torch.zeros(len(rows), width, dtype=torch.bool, device=device)
+    for i, row in enumerate(rows):
+        classes[i, : len(row)] = torch.tensor(row, dtype=torch.long, device=device)
+        valid[i, : len(row)] = True
+    return classes, valid, torch.zeros_like(classes)
 
 
 def resolve_class(spec: str, labels: Sequence[str]) -> int:

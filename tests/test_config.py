@@ -48,7 +48,7 @@ def test_bad_config_is_a_usage_error(text, message, tmp_path, sample_copy):
         assert "top_k" in result.output  # the suggestion
 
 
-@pytest.mark.parametrize("name", ["default.toml", "nightly-audit.toml", "ci-gate.toml"])
+@pytest.mark.parametrize("name", ["default.toml", "nightly-audit.toml"])
 def test_shipped_configs_are_valid(name, sample_copy, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     shutil.copy(CONFIGS / name, tmp_path / name)
@@ -64,3 +64,15 @@ def test_json_lines_on_stdout_only(sample_copy, tmp_path):
     assert [Path(line["source"]["path"]).name for line in lines] == ["chelsea.png", "coffee.png"]
     assert all(Path(line["json"]).is_file() and line["status"] == "ok" for line in lines)
     assert "images:" in result.stderr  # the summary goes to stderr
+
+
+def test_ci_gate_config_is_a_real_gate(tmp_path, monkeypatch):
+    monkeypatch.chdir(CONFIGS.parent)  # its paths are relative to where camcli runs
+    result = invoke("evaluate", "--config", "configs/ci-gate.toml", "sample_images", "-o", str(tmp_path / "gate"))
+    assert result.exit_code == 0, result.output
+    doc = json.loads((tmp_path / "gate" / "metrics.json").read_text())
+    assert doc["passed"] and len(doc["gates"]) == 3 and doc["images"] == 7
+    strict = tmp_path / "strict.toml"
+    strict.write_text((CONFIGS / "ci-gate.toml").read_text().replace("min-energy = 0.5", "min-energy = 0.99"))
+    result = invoke("evaluate", "--config", str(strict), "sample_images", "-o", str(tmp_path / "gate"))
+    assert result.exit_code == 4 and "min-energy" in result.output

@@ -33,7 +33,7 @@ def run(job: ExplainJob, items: Sequence[ImageItem], emit: Callable[[dict[str, A
     stop = stop or threading.Event()
     with output_lock(out):  # before the model loads: a second run on the folder stops at once
         session = open_session(job)
-        return _run_locked(job, session, items, emit, stop, say)
+        return execute(job, session, items, emit, stop, say)
 
 
 @contextmanager
@@ -56,7 +56,7 @@ def output_lock(out: Path, name: str = LOCK_NAME) -> Iterator[RunLock]:
         lock.release()
 
 
-def _run_locked(job: ExplainJob, session: Session, items: Sequence[ImageItem],
+def execute(job: ExplainJob, session: Session, items: Sequence[ImageItem],
                 emit: Callable[[dict[str, Any]], None] | None, stop: threading.Event, say: Callable[[str], None]) -> int:
     out = job.out
     try:

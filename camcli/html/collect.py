@@ -1,0 +1,194 @@
+"""Read an output folder as it is on disk: finished, interrupted or still being written.
+
+The explanation.json files are the source of truth. summary.jsonl only adds images whose JSON is
+missing (being redone); run.json, metrics.json and per_image.jsonl are optional extras.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from .encode import plain_name
+
+JSON_NAME = "explanation.json"
+REPORT_DIR = "report"
+HIT_KEYS = ("pointing_hit", "hit", "pointing_game.hit")  # the per-image audit outcome, first found
+
+
+@dataclass(frozen=True)
+class Shot:
+    """One explained (method, class) entry of explanation.json."""
+
+    method: str
+    class_index: Any
+    label: str
+    rank: Any
+    logit: Any
+    probability: Any
+    bbox: Any
+    peak: Any
+    file: str | None  # a bare file name in the image's folder
+    kind: str  # "overlay" or "image" (guided methods)
+
+
+@dataclass
+class ImageDoc:
+    """What the report needs from one image; ``folder`` is None when only summary.jsonl knows it."""
+
+    path: str
+    status: str
+    error: str | None
+    folder: Path | None = None
+    predictions: list[tuple[Any, str, Any, Any]] = field(default_factory=list)  # class, label, prob, logit
+    shots: list[Shot] = field(default_factory=list)
+    size: list[Any] | None = None
+    sha256: str | None = None
+    fingerprint: str = ""
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file's content, or None when it is missing or unreadable (a run may be mid-write)."""
+    try:
+        with open(path, "rb") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
+
+
+def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    """The objects of a JSON-lines file; a torn last line of a running run is skipped."""
+    try:
+        with open(path, "rb") as fh:
+            for line in fh:
+                try:
+                    value = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(value, dict):
+                    yield value
+    except OSError:
+        return
+
+
+def explanation_files(out_dir: Path) -> list[Path]:
+    """Every explanation.json below ``out_dir`` (not in its report/ folder), in path order."""
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(out_dir):
+        if Path(dirpath) == out_dir and REPORT_DIR in dirnames:
+            dirnames.remove(REPORT_DIR)
+        if JSON_NAME in filenames:
+            found.append(Path(dirpath) / JSON_NAME)
+    return sorted(found)
+
+
+def image_doc(json_path: Path) -> ImageDoc | None:
+    """The report's view of one explanation.json; None if it is not a readable camcli document."""
+    doc = read_json(json_path)
+    if not isinstance(doc, dict) or not isinstance(doc.get("source"), dict):
+        return None
+    source = doc["source"]
+    error = doc.get("error")
+    sha = source.get("sha256")
+    return ImageDoc(
+        path=str(source.get("path", json_path.parent.name)),
+        status="ok" if doc.get("status") == "ok" else "error",
+        error=_message(error),
+        folder=json_path.parent,
+        predictions=[_prediction(p) for p in _dicts(doc.get("predictions"))],
+        shots=[_shot(e) for e in _dicts(doc.get("explanations"))],
+        size=[source.get("width"), source.get("height")] if "width" in source else None,
+        sha256=sha if isinstance(sha, str) else None,
+        fingerprint=str(doc.get("fingerprint", "")),
+    )
+
+
+def summary_only(line: dict[str, Any]) -> ImageDoc:
+    """An image known from its summary.jsonl line alone: top-1 and error, no pictures."""
+    top = line.get("top1")
+    predictions = [_prediction(top)] if isinstance(top, dict) else []
+    status = "ok" if line.get("status") == "ok" else "error"
+    return ImageDoc(path=str(line.get("path")), status=status, error=_message(line.get("error")), predictions=predictions)
+
+
+def missing_from(docs: list[ImageDoc], out_dir: Path) -> list[ImageDoc]:
+    """Images summary.jsonl lists whose explanation.json was not found (e.g. being redone)."""
+    seen = {doc.path for doc in docs}
+    extra: dict[str, ImageDoc] = {}
+    for line in read_jsonl(out_dir / "summary.jsonl"):
+        path = line.get("path")
+        if isinstance(path, str) and path not in seen:
+            extra[path] = summary_only(line)
+    return list(extra.values())
+
+
+def audits(out_dir: Path) -> dict[str, dict[str, dict[str, Any]]]:
+    """per_image.jsonl as {source path: {method: {metric: scalar}}}; image-wide values under "(image)"."""
+    result: dict[str, dict[str, dict[str, Any]]] = {}
+    for line in read_jsonl(out_dir / "per_image.jsonl"):
+        path = line.get("path")
+        if not isinstance(path, str):
+            continue
+        methods = line.get("methods") if isinstance(line.get("methods"), dict) else {}
+        entry = {str(m): flatten(v) for m, v in methods.items() if isinstance(v, dict)}
+        image_wide = flatten({k: v for k, v in line.items() if k not in ("path", "methods")})
+        if image_wide:
+            entry["(image)"] = image_wide
+        result[path] = entry
+    return result
+
+
+def hits(audit: dict[str, dict[str, Any]]) -> dict[str, bool]:
+    """Each method's audit outcome (pointing-game hit or miss) where the line records one."""
+    outcome: dict[str, bool] = {}
+    for method, values in audit.items():
+        found = next((values[k] for k in HIT_KEYS if isinstance(values.get(k), bool)), None)
+        if found is not None:
+            outcome[method] = found
+    return outcome
+
+
+def flatten(value: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as dotted keys, keeping scalars only: tables and sorting need flat numbers."""
+    flat: dict[str, Any] = {}
+    for key, item in value.items():
+        name = f"{prefix}{key}"
+        if isinstance(item, dict):
+            flat.update(flatten(item, name + "."))
+        elif item is None or isinstance(item, (bool, int, float, str)):
+            flat[name] = item
+    return flat
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _message(error: Any) -> str | None:
+    if isinstance(error, dict):
+        return str(error.get("message") or error.get("type") or "error")
+    return None if error is None else str(error)
+
+
+def _prediction(p: dict[str, Any]) -> tuple[Any, str, Any, Any]:
+    return p.get("class_index"), str(p.get("label", p.get("class_index", ""))), p.get("probability"), p.get("logit")
+
+
+def _shot(entry: dict[str, Any]) -> Shot:
+    files = entry.get("files") if isinstance(entry.get("files"), dict) else {}
+    kind = "overlay" if plain_name(files.get("overlay")) else "image"
+    return Shot(
+        method=str(entry.get("method", "")),
+        class_index=entry.get("class_index"),
+        label=str(entry.get("label", entry.get("class_index", ""))),
+        rank=entry.get("rank"),
+        logit=entry.get("logit"),
+        probability=entry.get("probability"),
+        bbox=entry.get("bbox"),
+        peak=entry.get("peak"),
+        file=plain_name(files.get(kind)),
+        kind=kind,
+    )
