@@ -191,6 +191,17 @@ _run_options = _options([
                  help="Skip images whose outputs are complete, from the same file content and settings; or redo all."),
     click.option("--report", "html_report", is_flag=True,
                  help="Also write OUT/report/index.html, the visual report (see 'camcli report')."),
+    click.option("--shard", metavar="I/N", envvar=None,
+                 help="Explain only the I-th of N parts of the sorted inputs (job arrays).  "
+                      "[default: from SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT]"),
+    click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                 help="local: this process; ray: a Ray cluster (pip install -e '.[ray]')."),
+    click.option("--ray-address", metavar="ADDR",
+                 help="Ray cluster to use.  [default: RAY_ADDRESS, else a running cluster, else start one here]"),
+    click.option("--ray-workers", metavar="MIN,MAX", help="Explaining actors.  [default: 1 to half the CPUs, or one "
+                                                          "per GPU share]"),
+    click.option("--ray-gpus-per-worker", type=FiniteFloat(0.0), default=0.0, show_default=True,
+                 help="GPUs per explaining actor (fractions share a GPU)."),
 ])
 
 _config_option = click.option(
@@ -215,6 +226,7 @@ def _explain_job(options: dict[str, Any], inputs: tuple[Path, ...], **overrides:
     """The run options (popped from ``options``) as an ExplainJob; '-' among ``inputs`` reads stdin."""
     from .discover import read_path_list
     from .job import ExplainJob, parse_methods, parse_save
+    from .runners.shards import parse_shard
 
     spec = _model_spec(options)
     paths = tuple(p for given in inputs for p in (read_path_list(sys.stdin.buffer) if str(given) == "-" else [given]))
@@ -228,10 +240,25 @@ def _explain_job(options: dict[str, Any], inputs: tuple[Path, ...], **overrides:
         precision=options.pop("precision"), save=parse_save(options.pop("save_specs")),
         overlay_format=options.pop("overlay_format"), colormap=options.pop("colormap"), alpha=options.pop("alpha"),
         quiet=options.pop("quiet"), max_pixels=options.pop("max_pixels"), resume=options.pop("resume"),
-        config=click.get_current_context().meta.get("camcli.config"),
+        config=click.get_current_context().meta.get("camcli.config"), shard=parse_shard(options.pop("shard")),
+        engine=options.pop("engine"), ray_address=options.pop("ray_address"),
+        ray_workers=_workers(options.pop("ray_workers")), ray_gpus_per_worker=options.pop("ray_gpus_per_worker"),
     )
     fields.update(overrides)
     return ExplainJob(**fields)
+
+
+def _workers(text: Optional[str]) -> Optional[tuple[int, int]]:
+    """``--ray-workers N`` or ``MIN,MAX``."""
+    if text is None:
+        return None
+    try:
+        values = [int(v) for v in str(text).split(",")]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2):
+        raise CamcliError(f"--ray-workers '{text}' is not N or MIN,MAX (e.g. 1,4).")
+    return values[0], values[-1]
 
 
 def _load(spec: "ModelSpec") -> "LoadedModel":
@@ -298,13 +325,20 @@ def explain(**options: Any) -> None:
 
         html_report = options.pop("html_report")
         job = _explain_job(options, options.pop("inputs"), json_lines=options.pop("json_lines"))
-        items = discover(job.inputs, job.include, job.exclude, out=job.out)
-        from .runners import local  # heavy (torch): only once the job is known to be valid
+        from .runners.shards import select
+
+        items = select(discover(job.inputs, job.include, job.exclude, out=job.out), job.shard)
+        if not items:
+            raise CamcliError(f"Shard {job.shard[0]}/{job.shard[1]} has no images: there are fewer images than shards.")
+        if job.engine == "ray":
+            from .runners import ray as runner
+        else:
+            from .runners import local as runner  # heavy (torch): only once the job is known to be valid
         from .writer import json_text
 
         emit = (lambda doc: click.echo(json_text(doc))) if job.json_lines else None
         with _stop_on_signals() as stop:
-            code = local.run(job, items, emit, stop, _say())
+            code = runner.run(job, items, emit, stop, _say())
         if html_report:
             _report(job.out)
         return code
@@ -428,6 +462,24 @@ def report(out_dir: Path, compare_file: Optional[Path]) -> None:
     def run() -> int:
         _report(out_dir, compare_file)
         return 0
+
+    _guarded(run)
+
+
+@cli.command()
+@_debug_option
+@click.argument("out_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="OUT")
+def merge(out_dir: Path) -> None:
+    """Combine the records of 'explain --shard I/N' runs into OUT/summary.jsonl and OUT/run.json."""
+    def run() -> int:
+        from .runners.shards import merge as merge_shards
+
+        merged = merge_shards(out_dir)
+        counts, shards = merged["counts"], merged["shards"]
+        click.echo(f"Merged {len(shards['merged'])} of {shards['count']} shards: {counts['total']} images, "
+                   f"{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped; status {merged['status']}"
+                   + (f" (missing shards {shards['missing']})" if shards["missing"] else ""), err=True)
+        return 1 if counts["failed"] else 0
 
     _guarded(run)
 

@@ -20,6 +20,7 @@ SAVE_CHOICES = ("overlay", "map", "raw_map", "json")
 HEADS = ("softmax", "sigmoid", "binary")  # as camcli.heads, which imports torch
 DEFAULT_SAVE = frozenset({"overlay", "raw_map"})  # explanation.json is always written
 PRECISIONS = ("fp32", "bf16", "fp16")
+ENGINES = ("local", "ray")
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -107,6 +108,11 @@ class ExplainJob:
     quiet: bool = False
     json_lines: bool = False
     config: str | None = None
+    shard: tuple[int, int] | None = None  # (I, N): the I-th of N parts of the input list
+    engine: str = "local"  # "local" | "ray"
+    ray_address: str | None = None
+    ray_workers: tuple[int, int] | None = None  # (min, max) actors
+    ray_gpus_per_worker: float = 0.0
 
     def __post_init__(self) -> None:
         check_engine(self.methods, self.smooth, self.occlusion_window, self.occlusion_stride, self.batch_size,
@@ -118,6 +124,10 @@ class ExplainJob:
             raise CamcliError(f"--threshold {self.threshold} is not a probability. Pass a value in 0-1, e.g. 0.5.")
         if self.model.head not in HEADS:
             raise CamcliError(f"Unknown head '{self.model.head}'. Use one of {', '.join(HEADS)}.")
+        if self.engine not in ENGINES:
+            raise CamcliError(f"Unknown engine '{self.engine}'. Use local or ray.")
+        if self.ray_workers is not None and not 1 <= self.ray_workers[0] <= self.ray_workers[1]:
+            raise CamcliError("--ray-workers takes MIN,MAX with 1 <= MIN <= MAX (e.g. 1,4), or one number.")
         if self.top_k == 0 and not self.classes and self.threshold is None:
             raise CamcliError("Nothing to explain: --top-k 0 and no --class. Pass --top-k K or --class C.")
 

@@ -12,7 +12,7 @@ from .errors import EXIT_OK, EXIT_SOME_FAILED
 from .writer import JSON_NAME, atomic_write, json_text
 
 
-CAMCLI_FILES = frozenset({".camcli-lock", OUTPUT_MARKER, "run.json", "summary.jsonl"})
+CAMCLI_FILES = frozenset({".camcli-lock", OUTPUT_MARKER, "run.json", "summary.jsonl", "shards"})
 
 
 def mark_output_folder(out_root: Path) -> None:
@@ -22,7 +22,7 @@ def mark_output_folder(out_root: Path) -> None:
     the image folders camcli writes there are recognized by their explanation.json instead.
     """
     marker = out_root / OUTPUT_MARKER
-    if marker.exists() or any(p.name not in CAMCLI_FILES and not p.name.startswith(".run.json.tmp")
+    if marker.exists() or any(p.name not in CAMCLI_FILES and not p.name.startswith((".run.json.tmp", ".camcli-lock"))
                               for p in out_root.iterdir()):
         return
     atomic_write(marker, (json_text({"camcli": __version__}) + "\n").encode("utf-8"))
@@ -31,8 +31,10 @@ def mark_output_folder(out_root: Path) -> None:
 class Report:
     """Counts outcomes, appends one summary line per image, and owns the exit code."""
 
-    def __init__(self, out_root: Path, run_info: dict[str, Any]) -> None:
+    def __init__(self, out_root: Path, run_info: dict[str, Any], records: Path | None = None) -> None:
+        """``records``: where run.json and summary.jsonl go (a shard's own folder), default ``out_root``."""
         self.out_root = out_root
+        self.records = records or out_root
         self.run_info = run_info
         self.ok = 0
         self.skipped = 0
@@ -40,9 +42,10 @@ class Report:
         self.started = time.time()
         out_root.mkdir(parents=True, exist_ok=True)
         mark_output_folder(out_root)
-        for stale in out_root.glob(".run.json.tmp*"):  # from a run killed while closing
+        self.records.mkdir(parents=True, exist_ok=True)
+        for stale in self.records.glob(".run.json.tmp*"):  # from a run killed while closing
             stale.unlink(missing_ok=True)
-        self._summary = open(out_root / "summary.jsonl", "w", encoding="utf-8")
+        self._summary = open(self.records / "summary.jsonl", "w", encoding="utf-8")
         self._write_run("running")  # a run killed later is not mistaken for the last finished one
 
     def add(self, path: str, rel: str, doc: dict[str, Any], skipped: bool = False) -> dict[str, Any]:
@@ -93,5 +96,5 @@ class Report:
                        "total": self.ok + len(self.failed) + self.skipped},
             "failures": self.failed,
         }
-        atomic_write(self.out_root / "run.json", (json_text(doc, indent=2) + "\n").encode("utf-8"))
+        atomic_write(self.records / "run.json", (json_text(doc, indent=2) + "\n").encode("utf-8"))
         return doc

@@ -17,6 +17,7 @@ from ..discover import printable
 from ..errors import EXIT_INTERRUPTED, CamcliError
 from ..job import ExplainJob
 from ..lock import LOCK_NAME, RunLock
+from .shards import lock_name, records_folder
 from ..pipeline import run as run_pipeline
 from ..records import ImageItem, Skipped
 from ..report import Report
@@ -29,9 +30,8 @@ def run(job: ExplainJob, items: Sequence[ImageItem], emit: Callable[[dict[str, A
     """Explain and write ``items``; returns the exit code. ``emit`` receives each image's document
     (with a "json" key: its path) as it finishes; ``say`` prints the closing summary."""
     keep_freed_memory()  # a long run reuses its memory instead of faulting it in again each batch
-    out = job.out
     stop = stop or threading.Event()
-    with output_lock(out):  # before the model loads: a second run on the folder stops at once
+    with output_lock(job.out, lock_name(job.shard)):  # before the model loads: a second run stops at once
         session = open_session(job)
         return execute(job, session, items, emit, stop, say)
 
@@ -56,20 +56,33 @@ def output_lock(out: Path, name: str = LOCK_NAME) -> Iterator[RunLock]:
         lock.release()
 
 
+Outcomes = Iterator[tuple[ImageItem, dict[str, Any], bool]]  # (image, its explanation.json, skipped by --resume)
+
+
+def local_outcomes(job: ExplainJob, session: Session, items: Sequence[ImageItem], stop: threading.Event) -> Outcomes:
+    """Every image explained and written in this process, in input order."""
+    done = partial(finished_doc, job.out, ctx=session.ctx) if job.resume else None
+    for outcome, doc in run_pipeline(session.loaded, items, session.options, partial(write, job.out, ctx=session.ctx),
+                                     done, stop):
+        yield item_of(outcome), doc, isinstance(outcome, Skipped)
+
+
 def execute(job: ExplainJob, session: Session, items: Sequence[ImageItem],
-                emit: Callable[[dict[str, Any]], None] | None, stop: threading.Event, say: Callable[[str], None]) -> int:
+            emit: Callable[[dict[str, Any]], None] | None, stop: threading.Event, say: Callable[[str], None],
+            outcomes: Callable[[ExplainJob, Session, Sequence[ImageItem], threading.Event], Outcomes] = local_outcomes,
+            ) -> int:
+    """Record every outcome (summary.jsonl, run.json, --json, the progress bar) and return the exit code.
+    ``outcomes`` explains and writes the images: here, or on a Ray cluster (runners.ray)."""
     out = job.out
+    records = records_folder(out, job.shard)
     try:
-        report = Report(out, session.run_info)
+        report = Report(out, {**session.run_info, "shard": list(job.shard) if job.shard else None}, records)
     except OSError as exc:
         raise CamcliError(f"Cannot write to output folder '{out}': {exc.strerror or exc}. Pass a writable --out DIR.") from exc
-    done = partial(finished_doc, out, ctx=session.ctx) if job.resume else None
     try:
         with tqdm(total=len(items), unit="img", file=sys.stderr, disable=job.quiet, desc="explain") as bar:
-            for outcome, doc in run_pipeline(session.loaded, items, session.options, partial(write, out, ctx=session.ctx),
-                                             done, stop):
-                item = item_of(outcome)
-                line = report.add(printable(item.path), printable(item.rel), doc, skipped=isinstance(outcome, Skipped))
+            for item, doc, skipped in outcomes(job, session, items, stop):
+                line = report.add(printable(item.path), printable(item.rel), doc, skipped=skipped)
                 if emit is not None:
                     emit({"json": printable(out / line["json"]), **doc})
                 bar.update(1)
@@ -90,8 +103,9 @@ def execute(job: ExplainJob, session: Session, items: Sequence[ImageItem],
     if not job.quiet:
         counts = summary["counts"]
         skipped = f", {counts['skipped']} skipped (already done)" if counts["skipped"] else ""
+        part = f" (shard {job.shard[0]}/{job.shard[1]}; 'camcli merge {out}' combines the shards)" if job.shard else ""
         say(f"{counts['total']} image{'' if counts['total'] == 1 else 's'}: {counts['ok']} ok, "
-            f"{counts['failed']} failed{skipped}. Outputs in {out}/")
+            f"{counts['failed']} failed{skipped}. Outputs in {out}/{part}")
         for failure in summary["failures"]:
             say(f"  failed: {failure['path']}: {failure['error']}")
     return report.exit_code
