@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
-from camcli.explainer import Explained, BatchExplainer
+from camcli.explainer import BatchExplainer, Explained
 from camcli.layers import resolve_layers
 from camcli.methods.base import Settings
 from camcli.models import LoadedModel
@@ -47,11 +47,25 @@ def paired(slow: list[float], fast: list[float]) -> float:
     return statistics.median(s / f for s, f in zip(slow, fast, strict=True))
 
 
-def camcli_explain(model: torch.nn.Module, layers: tuple[str, ...], x: torch.Tensor, methods: list[str], k: int,
-                   channels_last: bool = False, batch_size: int = 8, **settings: object) -> Explained:
+def camcli_explain(
+    model: torch.nn.Module,
+    layers: tuple[str, ...],
+    x: torch.Tensor,
+    methods: list[str],
+    k: int,
+    channels_last: bool = False,
+    batch_size: int = 8,
+    **settings: object,
+) -> Explained:
     """camcli's engine from image tensors to maps: top-``k`` classes, ``methods`` sharing one pass."""
     size = (int(x.shape[-2]), int(x.shape[-1]))
     infos = resolve_layers(model, size, layers, int(x.shape[1]))
-    with BatchExplainer(model, [(i.name, i.layout) for i in infos], methods, Settings(size, **settings),  # type: ignore[arg-type]
-                   batch_size=batch_size, channels_last=channels_last) as explainer:
+    with BatchExplainer(
+        model,
+        [(i.name, i.layout) for i in infos],
+        methods,
+        Settings(size, **settings),  # type: ignore[arg-type]
+        batch_size=batch_size,
+        channels_last=channels_last,
+    ) as explainer:
         return explainer(x, lambda scores: scores.topk(k, dim=1).indices)

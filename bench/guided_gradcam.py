@@ -14,12 +14,11 @@ import argparse
 import warnings
 
 import torch
+from common import camcli_explain, paired, race, sample_batch
 
 from camcli.allocator import keep_freed_memory
 from camcli.layers import resolve_layer
 from camcli.models import load_model
-
-from common import camcli_explain, paired, race, sample_batch
 
 K = 5
 
@@ -42,9 +41,9 @@ def run(name: str, images: int, repeats: int, device: torch.device, channels_las
     def captum_maps() -> torch.Tensor:
         with torch.no_grad():
             classes = model(x).topk(K, dim=1).indices
-        return torch.stack([
-            oracle.attribute(x, target=classes[:, j].tolist(), interpolate_mode="bilinear") for j in range(K)
-        ], dim=1)
+        return torch.stack(
+            [oracle.attribute(x, target=classes[:, j].tolist(), interpolate_mode="bilinear") for j in range(K)], dim=1
+        )
 
     times, maps = race({"camcli": camcli_maps, "captum": captum_maps}, repeats)
     ours, theirs = min(times["camcli"]), min(times["captum"])
@@ -56,8 +55,10 @@ def run(name: str, images: int, repeats: int, device: torch.device, channels_las
     print(f"{name:<24} batch {images}, top-{K}, layer {layer}, device {device}, camcli layout {layout}")
     print(f"  camcli  {images / ours:8.2f} img/s   (best of {repeats}: {ours:.2f} s)")
     print(f"  captum  {images / theirs:8.2f} img/s   (best of {repeats}: {theirs:.2f} s)")
-    print(f"  ratio   {paired(times['captum'], times['camcli']):8.2f}x   (median of per-round ratios; "
-          f"best-of ratio {theirs / ours:.2f}x)")
+    print(
+        f"  ratio   {paired(times['captum'], times['camcli']):8.2f}x   (median of per-round ratios; "
+        f"best-of ratio {theirs / ours:.2f}x)"
+    )
     print(f"  max relative difference of the maps {agree:.1e}{note}")
 
 
@@ -67,9 +68,12 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=7, help="timed rounds")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--channels-last", action="store_true",
-                        help="run camcli's engine in channels-last layout (faster convs; guided maps then "
-                             "differ from captum by ~1e-3 where ReLU gates flip on rounding)")
+    parser.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="run camcli's engine in channels-last layout (faster convs; guided maps then "
+        "differ from captum by ~1e-3 where ReLU gates flip on rounding)",
+    )
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     keep_freed_memory()  # as `camcli explain` does; both contenders run with it

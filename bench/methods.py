@@ -24,6 +24,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # pytorch-grad-cam's per-call progre
 
 import torch
 import torch.nn.functional as F
+from common import camcli_explain, paired, race, sample_batch
 from torch import nn
 
 from camcli.allocator import keep_freed_memory
@@ -31,17 +32,31 @@ from camcli.layers import resolve_layer
 from camcli.methods import METHODS, REGISTRY
 from camcli.models import load_model
 
-from common import camcli_explain, paired, race, sample_batch
-
 K = 5
 PERTURBATION = ("scorecam", "ablationcam", "occlusion")
 CAPTUM = ("saliency", "deconvnet", "guided-backprop", "guided-gradcam", "occlusion")
 # The issue's targets: gradient CAMs 10x pytorch-grad-cam, perturbation methods 4x. Eigen-CAM needs
 # no gradient (both tools run forwards only: k per image for the oracle, one for camcli), and the
 # pixel-space methods need one full backward per class in both tools: no target is set for those.
-TARGETS = {"scorecam": 4.0, "ablationcam": 4.0, "occlusion": 4.0, **{m: 10.0 for m in (
-    "gradcam", "counterfactual", "gradcam++", "xgradcam", "hirescam", "gradcam-elementwise", "layercam",
-    "eigengradcam", "fullgrad")}}
+TARGETS = {
+    "scorecam": 4.0,
+    "ablationcam": 4.0,
+    "occlusion": 4.0,
+    **{
+        m: 10.0
+        for m in (
+            "gradcam",
+            "counterfactual",
+            "gradcam++",
+            "xgradcam",
+            "hirescam",
+            "gradcam-elementwise",
+            "layercam",
+            "eigengradcam",
+            "fullgrad",
+        )
+    },
+}
 
 
 class Negated(nn.Module):
@@ -55,8 +70,9 @@ class Negated(nn.Module):
         return -self.inner(x)
 
 
-def oracle(method: str, model: nn.Module, layer: nn.Module, x: torch.Tensor, window: int, stride: int,
-           batch: int) -> Callable[[], object]:
+def oracle(
+    method: str, model: nn.Module, layer: nn.Module, x: torch.Tensor, window: int, stride: int, batch: int
+) -> Callable[[], object]:
     """The oracle library computing the same top-5 maps, one call per class rank."""
     with torch.no_grad():
         classes = model(x).topk(K, dim=1).indices.tolist()
@@ -76,19 +92,36 @@ def oracle(method: str, model: nn.Module, layer: nn.Module, x: torch.Tensor, win
                 elif method == "guided-gradcam":
                     maps.append(GuidedGradCam(model, layer).attribute(x, target=target, interpolate_mode="bilinear"))
                 else:
-                    maps.append(Occlusion(model).attribute(x, target=target, sliding_window_shapes=(3, window, window),
-                                                           strides=(3, stride, stride), baselines=0,
-                                                           perturbations_per_eval=batch))
+                    maps.append(
+                        Occlusion(model).attribute(
+                            x,
+                            target=target,
+                            sliding_window_shapes=(3, window, window),
+                            strides=(3, stride, stride),
+                            baselines=0,
+                            perturbations_per_eval=batch,
+                        )
+                    )
             return maps
 
         return captum_maps
     import pytorch_grad_cam as pgc
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    kind = {"gradcam": pgc.GradCAM, "counterfactual": pgc.GradCAM, "gradcam++": pgc.GradCAMPlusPlus,
-            "xgradcam": pgc.XGradCAM, "hirescam": pgc.HiResCAM, "gradcam-elementwise": pgc.GradCAMElementWise,
-            "layercam": pgc.LayerCAM, "eigencam": pgc.EigenCAM, "eigengradcam": pgc.EigenGradCAM,
-            "scorecam": pgc.ScoreCAM, "ablationcam": pgc.AblationCAM, "fullgrad": pgc.FullGrad}[method]
+    kind = {
+        "gradcam": pgc.GradCAM,
+        "counterfactual": pgc.GradCAM,
+        "gradcam++": pgc.GradCAMPlusPlus,
+        "xgradcam": pgc.XGradCAM,
+        "hirescam": pgc.HiResCAM,
+        "gradcam-elementwise": pgc.GradCAMElementWise,
+        "layercam": pgc.LayerCAM,
+        "eigencam": pgc.EigenCAM,
+        "eigengradcam": pgc.EigenGradCAM,
+        "scorecam": pgc.ScoreCAM,
+        "ablationcam": pgc.AblationCAM,
+        "fullgrad": pgc.FullGrad,
+    }[method]
     target_model = Negated(model) if method == "counterfactual" else model
 
     def pgc_maps() -> list[object]:
@@ -129,10 +162,25 @@ def main() -> None:
         window, stride = (32, 16)
         channels_last = not any(r in REGISTRY[method].module for r in ("gradients", "fullgrad"))
 
-        def ours(method: str = method, x: torch.Tensor = x, layer_name: str = layer.name,
-                 channels_last: bool = channels_last) -> object:
-            return camcli_explain(model, (layer_name,), x, [method], K, channels_last=channels_last,
-                                  batch_size=args.batch_size, occlusion_window=window, occlusion_stride=stride)
+        def ours(
+            method: str = method,
+            x: torch.Tensor = x,
+            layer_name: str = layer.name,
+            channels_last: bool = channels_last,
+            window: int = window,
+            stride: int = stride,
+        ) -> object:
+            return camcli_explain(
+                model,
+                (layer_name,),
+                x,
+                [method],
+                K,
+                channels_last=channels_last,
+                batch_size=args.batch_size,
+                occlusion_window=window,
+                occlusion_stride=stride,
+            )
 
         theirs = oracle(method, model, dict(model.named_modules())[layer.name], x, window, stride, args.batch_size)
         times, _ = race({"camcli": ours, "oracle": theirs}, args.rounds)
@@ -141,8 +189,11 @@ def main() -> None:
         target = TARGETS.get(method)
         verdict = "  n/a     " if target is None else f"  {'ok ' if ratio >= target else 'MISS'} {target:4.0f}x"
         source = "captum" if method in CAPTUM else "pytorch-grad-cam"
-        print(f"{method:<20} {n / min(times['camcli']):12.2f} {n / min(times['oracle']):12.2f} {ratio:6.1f}x"
-              f"{verdict}  {source}", flush=True)
+        print(
+            f"{method:<20} {n / min(times['camcli']):12.2f} {n / min(times['oracle']):12.2f} {ratio:6.1f}x"
+            f"{verdict}  {source}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ run of each and taken out: "per image" is (time for N images − time for one) /
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import socket
@@ -35,8 +36,12 @@ def folder_of(n: int, folder: Path) -> Path:
 
 def timed(args: list[str], out: Path) -> float:
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "camcli", "explain", *args, "-o", str(out), "-q", "--top-k", "5"],
-                          capture_output=True, text=True, env=ENV)
+    done = subprocess.run(
+        [sys.executable, "-m", "camcli", "explain", *args, "-o", str(out), "-q", "--top-k", "5"],
+        capture_output=True,
+        text=True,
+        env=ENV,
+    )
     if done.returncode != 0:
         raise SystemExit(done.stderr[-2000:])
     return time.perf_counter() - start
@@ -53,12 +58,29 @@ def main() -> None:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         ray = str(Path(sys.executable).with_name("ray"))
-        subprocess.run([ray, "start", "--head", "--port", str(port), "--temp-dir", str(root / "ray"),
-                        "--include-dashboard=false", "--disable-usage-stats"], check=True, capture_output=True, env=ENV)
+        subprocess.run(
+            [
+                ray,
+                "start",
+                "--head",
+                "--port",
+                str(port),
+                "--temp-dir",
+                str(root / "ray"),
+                "--include-dashboard=false",
+                "--disable-usage-stats",
+            ],
+            check=True,
+            capture_output=True,
+            env=ENV,
+        )
         try:
             address = ["--engine", "ray", "--ray-address", f"127.0.0.1:{port}"]
-            contenders = {"local": [], "ray, 1 worker": [*address, "--ray-workers", "1"],
-                          "ray, 2 workers": [*address, "--ray-workers", "2"]}
+            contenders = {
+                "local": [],
+                "ray, 1 worker": [*address, "--ray-workers", "1"],
+                "ray, 2 workers": [*address, "--ray-workers", "2"],
+            }
             folder, one = folder_of(args.images, root / "images"), folder_of(1, root / "one")
             full: dict[str, list[float]] = {name: [] for name in contenders}
             single: dict[str, list[float]] = {name: [] for name in contenders}
@@ -68,12 +90,18 @@ def main() -> None:
                     full[name].append(timed([str(folder), *flags], root / f"full-{r}-{i}"))
         finally:
             _stop(root / "ray")
-    per = {name: statistics.median((f - s) / (args.images - 1) for f, s in zip(full[name], single[name], strict=True))
-           for name in contenders}
-    print(f"{args.images} images, top-5 Grad-CAM, default outputs, {os.cpu_count()} CPUs, median of {args.rounds} rounds")
+    per = {
+        name: statistics.median((f - s) / (args.images - 1) for f, s in zip(full[name], single[name], strict=True))
+        for name in contenders
+    }
+    print(
+        f"{args.images} images, top-5 Grad-CAM, default outputs, {os.cpu_count()} CPUs, median of {args.rounds} rounds"
+    )
     for name in contenders:
-        print(f"  {name:<16} {1 / per[name]:6.2f} img/s after start-up ({statistics.median(single[name]):5.1f} s for "
-              f"one image)   {per['local'] / per[name]:4.2f}x local")
+        print(
+            f"  {name:<16} {1 / per[name]:6.2f} img/s after start-up ({statistics.median(single[name]):5.1f} s for "
+            f"one image)   {per['local'] / per[name]:4.2f}x local"
+        )
 
 
 def _stop(temp: Path) -> None:
@@ -82,10 +110,8 @@ def _stop(temp: Path) -> None:
 
     for process in psutil.process_iter(["cmdline"]):
         if any(str(temp) in part for part in process.info["cmdline"] or []):
-            try:
+            with contextlib.suppress(psutil.Error):
                 process.kill()
-            except psutil.Error:
-                pass
 
 
 if __name__ == "__main__":

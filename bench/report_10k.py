@@ -32,8 +32,14 @@ from camcli.html import build_report
 from camcli.html.collect import explanation_files
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_images"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 # Time from a change to the control until the next frame, measured inside the page.
 UNTIL_FRAME = """async ([selector, value, event]) => {
   const control = document.querySelector(selector);
@@ -47,8 +53,9 @@ UNTIL_FRAME = """async ([selector, value, event]) => {
 
 def explain_samples(work: Path) -> Path:
     out = work / "base"
-    result = CliRunner().invoke(cli, ["explain", str(SAMPLES), "-o", str(out), "-q", "--top-k", "2",
-                                      "--method", "gradcam,guided-gradcam"])
+    result = CliRunner().invoke(
+        cli, ["explain", str(SAMPLES), "-o", str(out), "-q", "--top-k", "2", "--method", "gradcam,guided-gradcam"]
+    )
     assert result.exit_code == 0, result.output
     return out
 
@@ -132,8 +139,10 @@ def main() -> None:
         print(f"build_report, first:  {timed(lambda: build_report(out)):.2f} s")
         print(f"build_report, again:  {timed(lambda: build_report(out)):.2f} s")
         data = sum(p.stat().st_size for p in (out / "report" / "data").iterdir())
-        print(f"data: {data / 1e6:.1f} MB in {len(list((out / 'report' / 'data').iterdir()))} parts "
-              f"({data / args.images:.0f} bytes/image); index.html {(out / 'report' / 'index.html').stat().st_size} bytes")
+        print(
+            f"data: {data / 1e6:.1f} MB in {len(list((out / 'report' / 'data').iterdir()))} parts "
+            f"({data / args.images:.0f} bytes/image); index.html {(out / 'report' / 'index.html').stat().st_size} bytes"
+        )
         if args.cold:
             print(f"cold thumbnails: {cold_thumbnails(base, work, args.cold):.0f} images/s ({os.cpu_count()} CPUs)")
         for name, ms in browser_figures(out / "report" / "index.html", args.loads).items():

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_images" / "coffee.png"
-FLOOR = ("import torch, timm; from camcli.models import load_model; load_model('tf_efficientnet_lite0')")
+FLOOR = "import torch, timm; from camcli.models import load_model; load_model('tf_efficientnet_lite0')"
 
 
 def wall(command: list[str]) -> float:

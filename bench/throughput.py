@@ -29,19 +29,18 @@ from itertools import count as counter
 from pathlib import Path
 
 import torch
+from common import SAMPLES, camcli_explain, paired, race, sample_batch
 
 from camcli.allocator import keep_freed_memory
 from camcli.discover import discover
+from camcli.job import parse_save
 from camcli.layers import resolve_layer
 from camcli.models import load_model
 from camcli.pipeline import EngineOptions, _ahead, batches, default_workers, run
 from camcli.preprocess import prepare
 from camcli.records import Prepared
 from camcli.targets import Targets
-from camcli.job import parse_save
 from camcli.writer import RunContext, write
-
-from common import camcli_explain, SAMPLES, paired, race, sample_batch
 
 K = 5
 
@@ -61,8 +60,9 @@ def make_folder(root: Path, count: int) -> Path:
     return folder
 
 
-def bench_model(name: str, folder: Path, batch: int, rounds: int, device: torch.device, fmt: str,
-                save: frozenset[str]) -> None:
+def bench_model(
+    name: str, folder: Path, batch: int, rounds: int, device: torch.device, fmt: str, save: frozenset[str]
+) -> None:
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
@@ -72,8 +72,13 @@ def bench_model(name: str, folder: Path, batch: int, rounds: int, device: torch.
     info = resolve_layer(model, size)
     layer = info.name
     items = discover([folder])
-    options = EngineOptions(layers=((layer, info.layout),), targets=Targets((), K), device=device, batch_size=batch,
-                            workers=default_workers())
+    options = EngineOptions(
+        layers=((layer, info.layout),),
+        targets=Targets((), K),
+        device=device,
+        batch_size=batch,
+        workers=default_workers(),
+    )
     layout = torch.channels_last if options.channels_last else torch.contiguous_format
     out = Path(tempfile.mkdtemp(prefix="camcli-bench-"))
     ctx = RunContext(model={"name": name}, preprocess={}, overlay_format=fmt, save=save)
@@ -108,7 +113,11 @@ def bench_model(name: str, folder: Path, batch: int, rounds: int, device: torch.
             model.to(memory_format=torch.contiguous_format)
 
     def engine() -> torch.Tensor:
-        return camcli_explain(model, (layer,), x, ["gradcam"], K, channels_last=options.channels_last).maps["gradcam"].display
+        return (
+            camcli_explain(model, (layer,), x, ["gradcam"], K, channels_last=options.channels_last)
+            .maps["gradcam"]
+            .display
+        )
 
     def grad_cam() -> list:
         with torch.no_grad():
@@ -121,25 +130,47 @@ def bench_model(name: str, folder: Path, batch: int, rounds: int, device: torch.
     tensors, _ = race({"forward": forward, "engine": engine, "grad-cam": grad_cam}, rounds)
     shutil.rmtree(out, ignore_errors=True)
     best = {k: min(v) for k, v in {**pipe, **tensors}.items()}
-    print(f"\n{name}: {n} images, batch {batch}, top-{K}, layer {layer}, device {device}, "
-          f"{options.workers} workers, {'channels-last' if options.channels_last else 'contiguous'}, overlays {fmt}, "
-          f"writes {','.join(sorted(save | {'json'}))}")
+    print(
+        f"\n{name}: {n} images, batch {batch}, top-{K}, layer {layer}, device {device}, "
+        f"{options.workers} workers, {'channels-last' if options.channels_last else 'contiguous'}, overlays {fmt}, "
+        f"writes {','.join(sorted(save | {'json'}))}"
+    )
     print(f"  plain inference (decode+forward)  {n / best['plain']:7.2f} img/s")
-    print(f"  camcli explain, outputs written   {n / best['explain']:7.2f} img/s   "
-          f"{1 / paired(pipe['explain'], pipe['plain']):5.2f}x plain   (target >= 0.6x)")
+    print(
+        f"  camcli explain, outputs written   {n / best['explain']:7.2f} img/s   "
+        f"{1 / paired(pipe['explain'], pipe['plain']):5.2f}x plain   (target >= 0.6x)"
+    )
     print(f"  forward only (tensors)            {batch / best['forward']:7.2f} img/s")
-    print(f"  camcli engine (tensors -> maps)   {batch / best['engine']:7.2f} img/s   "
-          f"{1 / paired(tensors['engine'], tensors['forward']):5.2f}x forward (target >= 0.9x)")
-    print(f"  pytorch-grad-cam (tensors -> maps){batch / best['grad-cam']:7.2f} img/s   "
-          f"camcli engine is {paired(tensors['grad-cam'], tensors['engine']):5.2f}x faster (target >= 10x)")
+    print(
+        f"  camcli engine (tensors -> maps)   {batch / best['engine']:7.2f} img/s   "
+        f"{1 / paired(tensors['engine'], tensors['forward']):5.2f}x forward (target >= 0.9x)"
+    )
+    print(
+        f"  pytorch-grad-cam (tensors -> maps){batch / best['grad-cam']:7.2f} img/s   "
+        f"camcli engine is {paired(tensors['grad-cam'], tensors['engine']):5.2f}x faster (target >= 10x)"
+    )
 
 
 def peak_rss(folder: Path, out: Path) -> float:
     """Peak RSS in MiB of one `camcli explain` process."""
-    code = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
-            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
-    command = [sys.executable, "-m", "camcli", "explain", str(folder), "-o", str(out), "-q", "--top-k", str(K),
-               "--overlay-format", "jpg"]
+    code = (
+        "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "camcli",
+        "explain",
+        str(folder),
+        "-o",
+        str(out),
+        "-q",
+        "--top-k",
+        str(K),
+        "--overlay-format",
+        "jpg",
+    ]
     done = subprocess.run([sys.executable, "-c", code, *command], capture_output=True, text=True, check=True)
     return int(done.stdout.strip()) / 1024
 
@@ -152,27 +183,33 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--overlay-format", default="png", choices=["png", "jpg", "webp"])
-    parser.add_argument("--save", action="append", default=[],
-                        help="outputs to write, as camcli's --save (default: overlay,raw_map)")
+    parser.add_argument(
+        "--save", action="append", default=[], help="outputs to write, as camcli's --save (default: overlay,raw_map)"
+    )
     parser.add_argument("--rss", action="store_true", help="also measure peak RSS for 200 and 2,000 images")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     keep_freed_memory()  # as `camcli explain` does; every contender in this process runs with it
     device = torch.device(args.device)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, device {device}"
-          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, device {device}"
+        + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
+    )
     with tempfile.TemporaryDirectory(prefix="camcli-bench-") as tmp:
         folder = make_folder(Path(tmp), args.images)
         for name in args.models:
-            bench_model(name, folder, args.batch_size, args.rounds, device, args.overlay_format,
-                        parse_save(tuple(args.save)))
+            bench_model(
+                name, folder, args.batch_size, args.rounds, device, args.overlay_format, parse_save(tuple(args.save))
+            )
         if args.rss:
             small, large = make_folder(Path(tmp), 200), make_folder(Path(tmp), 2000)
             rss_small = peak_rss(small, Path(tmp) / "out200")
             rss_large = peak_rss(large, Path(tmp) / "out2000")
-            print(f"\npeak RSS of camcli explain (default model, top-{K}, jpg overlays): "
-                  f"200 images {rss_small:.0f} MiB, 2,000 images {rss_large:.0f} MiB, "
-                  f"ratio {rss_large / rss_small:.2f} (target <= 1.2)")
+            print(
+                f"\npeak RSS of camcli explain (default model, top-{K}, jpg overlays): "
+                f"200 images {rss_small:.0f} MiB, 2,000 images {rss_large:.0f} MiB, "
+                f"ratio {rss_large / rss_small:.2f} (target <= 1.2)"
+            )
     print(f"(peak RSS of this benchmark process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB)")
 
 

@@ -84,12 +84,27 @@ class ImageExplanation:
 class Explainer:
     """Explain images with one model and a set of methods (see ``camcli explain --help`` for each option)."""
 
-    def __init__(self, model: str | nn.Module = DEFAULT_MODEL, *, weights: str | Path | None = None,
-                 num_classes: int | None = None, labels: Sequence[str] | str | Path | None = None,
-                 random_weights: bool = False, layers: Sequence[str] | str = (), methods: Sequence[str] = ("gradcam",),
-                 device: str | None = None, batch_size: int = 8, precision: str = "fp32", smooth: str | None = None,
-                 occlusion_window: int = 32, occlusion_stride: int = 16, data: DataConfig | None = None,
-                 head: str = "softmax", ema: bool = False, preprocess: Preprocessing | None = None) -> None:
+    def __init__(
+        self,
+        model: str | nn.Module = DEFAULT_MODEL,
+        *,
+        weights: str | Path | None = None,
+        num_classes: int | None = None,
+        labels: Sequence[str] | str | Path | None = None,
+        random_weights: bool = False,
+        layers: Sequence[str] | str = (),
+        methods: Sequence[str] = ("gradcam",),
+        device: str | None = None,
+        batch_size: int = 8,
+        precision: str = "fp32",
+        smooth: str | None = None,
+        occlusion_window: int = 32,
+        occlusion_stride: int = 16,
+        data: DataConfig | None = None,
+        head: str = "softmax",
+        ema: bool = False,
+        preprocess: Preprocessing | None = None,
+    ) -> None:
         self.methods = parse_methods(list(methods))
         check_engine(self.methods, smooth, occlusion_window, occlusion_stride, batch_size, precision, device or "auto")
         if isinstance(model, nn.Module):
@@ -98,34 +113,59 @@ class Explainer:
             device = device or (str(first.device) if first is not None else "cpu")
         else:
             labels_file = Path(labels) if isinstance(labels, (str, Path)) else None
-            self.loaded = load_model(model, weights=Path(weights) if weights else None, num_classes=num_classes,
-                                     labels_file=labels_file, random_weights=random_weights, ema=ema, head=head,
-                                     preprocess=preprocess)
-            if labels is not None and labels_file is None:
+            self.loaded = load_model(
+                model,
+                weights=Path(weights) if weights else None,
+                num_classes=num_classes,
+                labels_file=labels_file,
+                random_weights=random_weights,
+                ema=ema,
+                head=head,
+                preprocess=preprocess,
+            )
+            if labels is not None and not isinstance(labels, (str, Path)):
                 self.loaded = dataclasses.replace(self.loaded, labels=_checked_labels(labels, self.loaded.num_classes))
             if data is not None:
                 self.loaded = dataclasses.replace(self.loaded, data=data)
         self.device = resolve_device(check_device(device or "auto"))
         if not isinstance(model, nn.Module):
             self.loaded.model.to(self.device)
-        infos = resolve_layers(self.loaded.model, self.loaded.data.input_size,
-                               (layers,) if isinstance(layers, str) else tuple(layers), self.loaded.data.channels)
+        infos = resolve_layers(
+            self.loaded.model,
+            self.loaded.data.input_size,
+            (layers,) if isinstance(layers, str) else tuple(layers),
+            self.loaded.data.channels,
+        )
         self.layers = infos
         check_gradients_reach(infos, self.methods)
         check_engine(self.methods, smooth, occlusion_window, occlusion_stride, batch_size, precision, self.device.type)
         self.options = EngineOptions(
-            layers=tuple((i.name, i.layout) for i in infos), targets=Targets(), device=self.device,
-            batch_size=batch_size, methods=self.methods, precision=precision, smooth=smooth,
-            occlusion_window=occlusion_window, occlusion_stride=occlusion_stride, head=self.loaded.head)
+            layers=tuple(i.site for i in infos),
+            targets=Targets(),
+            device=self.device,
+            batch_size=batch_size,
+            methods=self.methods,
+            precision=precision,
+            smooth=smooth,
+            occlusion_window=occlusion_window,
+            occlusion_stride=occlusion_stride,
+            head=self.loaded.head,
+        )
         self.context = RunContext(model=describe_model(self.loaded, infos), preprocess=self.loaded.data.describe())
 
     @property
     def labels(self) -> tuple[str, ...]:
         return self.loaded.labels
 
-    def explain(self, images: ImageLike | Iterable[ImageLike], *, top_k: int | None = None,
-                classes: Sequence[int | str] = (), threshold: float | None = None,
-                methods: Sequence[str] | None = None) -> list[ImageExplanation]:
+    def explain(
+        self,
+        images: ImageLike | Iterable[ImageLike],
+        *,
+        top_k: int | None = None,
+        classes: Sequence[int | str] = (),
+        threshold: float | None = None,
+        methods: Sequence[str] | None = None,
+    ) -> list[ImageExplanation]:
         """Explain ``images`` for their ``top_k`` classes (default 3, or 0 with ``classes`` or ``threshold``),
         ``classes`` (indices or labels) and every class at least ``threshold`` probable, with ``methods``
         (default: those given to the constructor)."""
@@ -134,8 +174,9 @@ class Explainer:
         if k == 0 and not chosen and threshold is None:
             raise CamcliError("Nothing to explain: top_k=0 and no classes or threshold.")
         targets = Targets(chosen, min(k, self.loaded.num_classes), threshold, self.loaded.head)
-        options = dataclasses.replace(self.options, targets=targets,
-                                      methods=parse_methods(list(methods)) if methods else self.methods)
+        options = dataclasses.replace(
+            self.options, targets=targets, methods=parse_methods(list(methods)) if methods else self.methods
+        )
         prepared = [self._prepare(image, i) for i, image in enumerate(_as_list(images))]
         results: list[ImageExplanation] = []
         with options.explainer(self.loaded.model, self.loaded.data.input_size) as explainer:
@@ -148,16 +189,29 @@ class Explainer:
         data = self.loaded.data
         if isinstance(image, torch.Tensor):
             if image.dim() != 3 or tuple(image.shape[-2:]) != data.input_size:
-                raise CamcliError(f"Tensor {index} has shape {list(image.shape)}; pass 3×{data.input_size[0]}×"
-                                  f"{data.input_size[1]} tensors preprocessed for the model, or images.")
+                raise CamcliError(
+                    f"Tensor {index} has shape {list(image.shape)}; pass 3×{data.input_size[0]}×"
+                    f"{data.input_size[1]} tensors preprocessed for the model, or images."
+                )
             h, w = data.input_size
             geometry = Geometry(w, h, (w, h), (0.0, 0.0, float(w), float(h)), (h, w))
-            shown = image.detach().float().cpu() * torch.tensor(data.std)[:, None, None] + torch.tensor(data.mean)[:, None, None]
-            rgb = Image.fromarray((shown.clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)) \
-                if shown.shape[0] == 3 else Image.new("RGB", (w, h))
+            shown = (
+                image.detach().float().cpu() * torch.tensor(data.std)[:, None, None]
+                + torch.tensor(data.mean)[:, None, None]
+            )
+            rgb = (
+                Image.fromarray((shown.clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8))
+                if shown.shape[0] == 3
+                else Image.new("RGB", (w, h))
+            )
             source = SourceInfo(f"<tensor {index}>", "", w, h, "tensor")
-            return Prepared(ImageItem(Path(f"tensor-{index}"), PurePosixPath(f"tensor-{index}")), source, rgb,
-                            image.detach().float().cpu(), geometry)
+            return Prepared(
+                ImageItem(Path(f"tensor-{index}"), PurePosixPath(f"tensor-{index}")),
+                source,
+                rgb,
+                image.detach().float().cpu(),
+                geometry,
+            )
         if isinstance(image, (str, Path)):
             rgb, mode = decode(Path(image))
             name = str(image)
@@ -167,17 +221,32 @@ class Explainer:
             mode, name = picture.mode, f"<{'image' if isinstance(image, Image.Image) else 'array'} {index}>"
             rgb = to_rgb(ImageOps.exif_transpose(picture))
         else:
-            raise CamcliError(f"Cannot explain an object of type {type(image).__name__}: pass paths, PIL images, "
-                              "arrays or tensors.")
+            raise CamcliError(
+                f"Cannot explain an object of type {type(image).__name__}: pass paths, PIL images, arrays or tensors."
+            )
         tensor, geometry = to_input(rgb, data)
         source = SourceInfo(name, "", rgb.width, rgb.height, mode)
         return Prepared(ImageItem(Path(name), PurePosixPath(Path(name).name)), source, rgb, tensor, geometry)
 
     def _wrap(self, result: ImageResult) -> ImageExplanation:
         geometry = result.prepared.geometry
-        maps = tuple(MethodMap(e.method, e.class_index, e.label, e.rank, e.logit, e.probability, e.bbox, e.peak,
-                               e.params, e.raw_map.cpu().numpy(), e.input_map.cpu().numpy(), geometry)
-                     for e in result.explanations)
+        maps = tuple(
+            MethodMap(
+                e.method,
+                e.class_index,
+                e.label,
+                e.rank,
+                e.logit,
+                e.probability,
+                e.bbox,
+                e.peak,
+                e.params,
+                e.raw_map.cpu().numpy(),
+                e.input_map.cpu().numpy(),
+                geometry,
+            )
+            for e in result.explanations
+        )
         predictions = tuple((p.class_index, p.label, p.logit, p.probability) for p in result.predictions)
         return ImageExplanation(result.prepared.source.path, predictions, maps, result_doc(result, self.context))
 
@@ -196,8 +265,9 @@ def _checked_labels(labels: Sequence[str], n: int) -> tuple[str, ...]:
     return tuple(str(label) for label in labels)
 
 
-def _own_module(model: nn.Module, labels: Sequence[str] | str | Path | None, data: DataConfig | None,
-                head: str) -> LoadedModel:
+def _own_module(
+    model: nn.Module, labels: Sequence[str] | str | Path | None, data: DataConfig | None, head: str
+) -> LoadedModel:
     """A caller's module as a loaded model: its outputs counted by one probe, timm's default
     preprocessing unless ``data`` says otherwise."""
     ref = ModelRef("module", type(model).__name__)
@@ -213,4 +283,4 @@ def _own_module(model: nn.Module, labels: Sequence[str] | str | Path | None, dat
     return LoadedModel(ref, model, "caller's module", names, data, the_head, "caller's module")
 
 
-__all__ = ["Explainer", "ImageExplanation", "MethodMap", "REGISTRY"]
+__all__ = ["REGISTRY", "Explainer", "ImageExplanation", "MethodMap"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib
 import math
 import os
 import signal
@@ -18,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -29,10 +30,11 @@ from .methods import METHODS, SMOOTHING
 if TYPE_CHECKING:
     from .job import ExplainJob, ModelSpec
     from .models import LoadedModel
-    from .records import ImageItem
 
-MODEL_HELP = ("A timm name (resnet50), tv:NAME (torchvision), a model folder or local-dir:PATH, hf-hub:ORG/NAME "
-              "(local cache only), or FILE.py:FACTORY / package.module:FACTORY (runs that code).")
+MODEL_HELP = (
+    "A timm name (resnet50), tv:NAME (torchvision), a model folder or local-dir:PATH, hf-hub:ORG/NAME "
+    "(local cache only), or FILE.py:FACTORY / package.module:FACTORY (runs that code)."
+)
 GATE_OPTIONS = ("max-loc-error", "min-pointing-game", "min-energy", "min-insertion-auc", "max-deletion-auc")
 
 
@@ -47,7 +49,7 @@ class FiniteFloat(click.FloatRange):
 
     name = "float"
 
-    def convert(self, value: object, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> float:
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
         number = click.FLOAT.convert(value, param, ctx)
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number.", param, ctx)
@@ -59,13 +61,13 @@ class WholeNumber(click.IntRange):
 
     name = "integer"
 
-    def convert(self, value: object, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> int:
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
         if isinstance(value, bool) or (isinstance(value, float) and not (math.isfinite(value) and value.is_integer())):
             self.fail(f"{value!r} is not a whole number.", param, ctx)
         return int(super().convert(value, param, ctx))
 
 
-def _apply_config(ctx: click.Context, param: click.Parameter, path: Optional[Path]) -> Optional[Path]:
+def _apply_config(ctx: click.Context, param: click.Parameter, path: Path | None) -> Path | None:
     """Eager: the config file's values become this command's defaults (the command line wins)."""
     if path is None:
         return None
@@ -102,7 +104,9 @@ def _stop_on_signals() -> Iterator[threading.Event]:
     def ask_to_stop(signum: int, frame: object) -> None:
         stop.set()
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        click.echo(f"\n{signal.Signals(signum).name}: finishing the current batch (Ctrl-C again to stop now).", err=True)
+        click.echo(
+            f"\n{signal.Signals(signum).name}: finishing the current batch (Ctrl-C again to stop now).", err=True
+        )
 
     if threading.current_thread() is not threading.main_thread():  # signals only reach the main thread
         yield stop
@@ -120,109 +124,252 @@ def _options(specs: list[Callable[[Callable[..., Any]], Callable[..., Any]]]) ->
         for option in reversed(specs):
             fn = option(fn)
         return fn
+
     return apply
 
 
-_model_options = _options([
-    click.option("--model", "-m", "model_name", default="tf_efficientnet_lite0", show_default=True, help=MODEL_HELP),
-    click.option("--weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                 help="Local weights: a checkpoint as trainers write it (timm train.py, Lightning, torchvision "
-                      "references, DDP/compiled), a state dict (.pth/.pt/.bin) or .safetensors."),
-    click.option("--ema", is_flag=True, help="Use the checkpoint's EMA weights (timm's state_dict_ema)."),
-    click.option("--num-classes", type=WholeNumber(min=1),
-                 help="Classifier outputs, for custom heads.  [default: read from the checkpoint]"),
-    click.option("--labels", "labels_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                 help="Class names, one per line, in class-index order."),
-    click.option("--random-weights", is_flag=True, help="Use untrained random weights (never chosen silently)."),
-    click.option("--head", type=click.Choice(["softmax", "sigmoid", "binary"]), default="softmax", show_default=True,
-                 help="softmax: one class per image; sigmoid: multi-label; binary: one logit (negative/positive)."),
-    click.option("--input-size", metavar="N|HxW", help="Model input size, overriding the model's config."),
-    click.option("--mean", metavar="A,B,C", help="Normalization mean (one value for grayscale models)."),
-    click.option("--std", metavar="A,B,C", help="Normalization std."),
-    click.option("--interpolation", type=click.Choice(["bilinear", "bicubic", "nearest"]), default=None,
-                 help="Resize interpolation."),
-    click.option("--crop-pct", type=FiniteFloat(0.0, 1.5, min_open=True), default=None,
-                 help="Resize to input-size / crop-pct before cropping (timm's crop_pct)."),
-    click.option("--crop-mode", type=click.Choice(["center", "squash", "border"]), default=None,
-                 help="center: crop the middle; squash: stretch; border: fit and pad with the mean colour."),
-])
+_model_options = _options(
+    [
+        click.option(
+            "--model", "-m", "model_name", default="tf_efficientnet_lite0", show_default=True, help=MODEL_HELP
+        ),
+        click.option(
+            "--weights",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="Local weights: a checkpoint as trainers write it (timm train.py, Lightning, torchvision "
+            "references, DDP/compiled), a state dict (.pth/.pt/.bin) or .safetensors.",
+        ),
+        click.option("--ema", is_flag=True, help="Use the checkpoint's EMA weights (timm's state_dict_ema)."),
+        click.option(
+            "--num-classes",
+            type=WholeNumber(min=1),
+            help="Classifier outputs, for custom heads.  [default: read from the checkpoint]",
+        ),
+        click.option(
+            "--labels",
+            "labels_file",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="Class names, one per line, in class-index order.",
+        ),
+        click.option("--random-weights", is_flag=True, help="Use untrained random weights (never chosen silently)."),
+        click.option(
+            "--head",
+            type=click.Choice(["softmax", "sigmoid", "binary"]),
+            default="softmax",
+            show_default=True,
+            help="softmax: one class per image; sigmoid: multi-label; binary: one logit (negative/positive).",
+        ),
+        click.option("--input-size", metavar="N|HxW", help="Model input size, overriding the model's config."),
+        click.option("--mean", metavar="A,B,C", help="Normalization mean (one value for grayscale models)."),
+        click.option("--std", metavar="A,B,C", help="Normalization std."),
+        click.option(
+            "--interpolation",
+            type=click.Choice(["bilinear", "bicubic", "nearest"]),
+            default=None,
+            help="Resize interpolation.",
+        ),
+        click.option(
+            "--crop-pct",
+            type=FiniteFloat(0.0, 1.5, min_open=True),
+            default=None,
+            help="Resize to input-size / crop-pct before cropping (timm's crop_pct).",
+        ),
+        click.option(
+            "--crop-mode",
+            type=click.Choice(["center", "squash", "border"]),
+            default=None,
+            help="center: crop the middle; squash: stretch; border: fit and pad with the mean colour.",
+        ),
+    ]
+)
 
-_run_options = _options([
-    click.option("--include", multiple=True, metavar="GLOB",
-                 help="Only files in folders whose relative path or name matches; repeatable (e.g. '*.jpg')."),
-    click.option("--exclude", multiple=True, metavar="GLOB", help="Skip files in folders matching; repeatable."),
-    click.option("--layer", "layer_names", multiple=True,
-                 help="Target layer (default: the last layer the class scores reach at most positions); repeatable: "
-                      "per-layer maps are scaled and averaged. See 'camcli layers'."),
-    click.option("--top-k", type=WholeNumber(min=0), default=None,
-                 help="Explain the K most likely classes.  [default: 3, or 0 with --class or --threshold]"),
-    click.option("--threshold", type=FiniteFloat(0.0, 1.0), default=None,
-                 help="Also explain every class at least this probable (multi-label models: --head sigmoid)."),
-    click.option("--class", "class_specs", multiple=True, help="Explain this class (index or label name); repeatable."),
-    click.option("--method", "method_specs", multiple=True, metavar="LIST",
-                 help=f"Comma-separated, repeatable: {', '.join(METHODS)}.  [default: gradcam]"),
-    click.option("--smooth", type=click.Choice(SMOOTHING), default=None,
-                 help="aug: average over flipped and scaled copies; eigen: first principal component instead of the "
-                      "channel sum (CAM methods)."),
-    click.option("--occlusion-window", type=WholeNumber(min=1), default=32, show_default=True,
-                 help="Occlusion: window side in input pixels."),
-    click.option("--occlusion-stride", type=WholeNumber(min=1), default=16, show_default=True,
-                 help="Occlusion: step between windows."),
-    click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps."),
-    click.option("--batch-size", type=WholeNumber(min=1), default=8, show_default=True),
-    click.option("--workers", type=WholeNumber(min=1), default=None,
-                 help="Threads that decode images ahead of the model, and as many that write behind it.  "
-                      "[default: min(4, CPUs)]"),
-    click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True,
-                 help="Forward-pass precision (maps are always computed in fp32). fp16 needs a GPU."),
-    click.option("--save", "save_specs", multiple=True, metavar="LIST",
-                 help="What to write besides explanation.json: any of overlay,map,raw_map (comma-separated).  "
-                      "[default: overlay,raw_map]"),
-    click.option("--overlay-format", type=click.Choice(["png", "jpg", "webp"]), default="png", show_default=True),
-    click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-                 default=Path("camcli-out"), show_default=True, help="Output folder."),
-    click.option("--colormap", type=click.Choice(["jet", "hot", "gray"]), default="jet", show_default=True),
-    click.option("--alpha", type=FiniteFloat(0.0, 1.0), default=0.5, show_default=True,
-                 help="Heatmap opacity in overlays."),
-    click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary on stderr."),
-    click.option("--max-pixels", type=WholeNumber(min=1), default=100_000_000, show_default=True,
-                 help="Refuse images with more pixels than this (a decompression-bomb guard), from the header."),
-    click.option("--resume/--overwrite", default=True, show_default=True,
-                 help="Skip images whose outputs are complete, from the same file content and settings; or redo all."),
-    click.option("--report", "html_report", is_flag=True,
-                 help="Also write OUT/report/index.html, the visual report (see 'camcli report')."),
-    click.option("--shard", metavar="I/N", envvar=None,
-                 help="Explain only the I-th of N parts of the sorted inputs (job arrays).  "
-                      "[default: from SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT]"),
-    click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-                 help="local: this process; ray: a Ray cluster (pip install -e '.[ray]')."),
-    click.option("--ray-address", metavar="ADDR",
-                 help="Ray cluster to use.  [default: RAY_ADDRESS, else a running cluster, else start one here]"),
-    click.option("--ray-workers", metavar="MIN,MAX", help="Explaining actors.  [default: 1 to half the CPUs, or one "
-                                                          "per GPU share]"),
-    click.option("--ray-gpus-per-worker", type=FiniteFloat(0.0), default=0.0, show_default=True,
-                 help="GPUs per explaining actor (fractions share a GPU)."),
-])
+_run_options = _options(
+    [
+        click.option(
+            "--include",
+            multiple=True,
+            metavar="GLOB",
+            help="Only files in folders whose relative path or name matches; repeatable (e.g. '*.jpg').",
+        ),
+        click.option("--exclude", multiple=True, metavar="GLOB", help="Skip files in folders matching; repeatable."),
+        click.option(
+            "--layer",
+            "layer_names",
+            multiple=True,
+            help="Target layer (default: the last layer the class scores reach at most positions); repeatable: "
+            "per-layer maps are scaled and averaged. See 'camcli layers'.",
+        ),
+        click.option(
+            "--top-k",
+            type=WholeNumber(min=0),
+            default=None,
+            help="Explain the K most likely classes.  [default: 3, or 0 with --class or --threshold]",
+        ),
+        click.option(
+            "--threshold",
+            type=FiniteFloat(0.0, 1.0),
+            default=None,
+            help="Also explain every class at least this probable (multi-label models: --head sigmoid).",
+        ),
+        click.option(
+            "--class", "class_specs", multiple=True, help="Explain this class (index or label name); repeatable."
+        ),
+        click.option(
+            "--method",
+            "method_specs",
+            multiple=True,
+            metavar="LIST",
+            help=f"Comma-separated, repeatable: {', '.join(METHODS)}.  [default: gradcam]",
+        ),
+        click.option(
+            "--smooth",
+            type=click.Choice(SMOOTHING),
+            default=None,
+            help="aug: average over flipped and scaled copies; eigen: first principal component instead of the "
+            "channel sum (CAM methods).",
+        ),
+        click.option(
+            "--occlusion-window",
+            type=WholeNumber(min=1),
+            default=32,
+            show_default=True,
+            help="Occlusion: window side in input pixels.",
+        ),
+        click.option(
+            "--occlusion-stride",
+            type=WholeNumber(min=1),
+            default=16,
+            show_default=True,
+            help="Occlusion: step between windows.",
+        ),
+        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps."),
+        click.option("--batch-size", type=WholeNumber(min=1), default=8, show_default=True),
+        click.option(
+            "--workers",
+            type=WholeNumber(min=1),
+            default=None,
+            help="Threads that decode images ahead of the model, and as many that write behind it.  "
+            "[default: min(4, CPUs)]",
+        ),
+        click.option(
+            "--precision",
+            type=click.Choice(["fp32", "fp16", "bf16"]),
+            default="fp32",
+            show_default=True,
+            help="Forward-pass precision (maps are always computed in fp32). fp16 needs a GPU.",
+        ),
+        click.option(
+            "--save",
+            "save_specs",
+            multiple=True,
+            metavar="LIST",
+            help="What to write besides explanation.json: any of overlay,map,raw_map (comma-separated).  "
+            "[default: overlay,raw_map]",
+        ),
+        click.option("--overlay-format", type=click.Choice(["png", "jpg", "webp"]), default="png", show_default=True),
+        click.option(
+            "--out",
+            "-o",
+            "out_dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=Path("camcli-out"),
+            show_default=True,
+            help="Output folder.",
+        ),
+        click.option("--colormap", type=click.Choice(["jet", "hot", "gray"]), default="jet", show_default=True),
+        click.option(
+            "--alpha", type=FiniteFloat(0.0, 1.0), default=0.5, show_default=True, help="Heatmap opacity in overlays."
+        ),
+        click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary on stderr."),
+        click.option(
+            "--max-pixels",
+            type=WholeNumber(min=1),
+            default=100_000_000,
+            show_default=True,
+            help="Refuse images with more pixels than this (a decompression-bomb guard), from the header.",
+        ),
+        click.option(
+            "--resume/--overwrite",
+            default=True,
+            show_default=True,
+            help="Skip images whose outputs are complete, from the same file content and settings; or redo all.",
+        ),
+        click.option(
+            "--report",
+            "html_report",
+            is_flag=True,
+            help="Also write OUT/report/index.html, the visual report (see 'camcli report').",
+        ),
+        click.option(
+            "--shard",
+            metavar="I/N",
+            envvar=None,
+            help="Explain only the I-th of N parts of the sorted inputs (job arrays).  "
+            "[default: from SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT]",
+        ),
+        click.option(
+            "--engine",
+            type=click.Choice(["local", "ray"]),
+            default="local",
+            show_default=True,
+            help="local: this process; ray: a Ray cluster (pip install -e '.[ray]').",
+        ),
+        click.option(
+            "--ray-address",
+            metavar="ADDR",
+            help="Ray cluster to use.  [default: RAY_ADDRESS, else a running cluster, else start one here]",
+        ),
+        click.option(
+            "--ray-workers",
+            metavar="MIN,MAX",
+            help="Explaining actors.  [default: 1 to half the CPUs, or one per GPU share]",
+        ),
+        click.option(
+            "--ray-gpus-per-worker",
+            type=FiniteFloat(0.0),
+            default=0.0,
+            show_default=True,
+            help="GPUs per explaining actor (fractions share a GPU).",
+        ),
+    ]
+)
 
 _config_option = click.option(
-    "--config", type=click.Path(exists=True, dir_okay=False, path_type=Path), is_eager=True, expose_value=False,
-    callback=_apply_config, help="TOML file whose keys (long option names, e.g. top-k, model, inputs) set defaults.")
+    "--config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    is_eager=True,
+    expose_value=False,
+    callback=_apply_config,
+    help="TOML file whose keys (long option names, e.g. top-k, model, inputs) set defaults.",
+)
 
 
-def _model_spec(options: dict[str, Any]) -> "ModelSpec":
+def _model_spec(options: dict[str, Any]) -> ModelSpec:
     """The model options (popped from ``options``) as a ModelSpec, checked without torch."""
     from .job import ModelSpec, Preprocessing, parse_floats, parse_size
 
     size, mean, std = options.pop("input_size"), options.pop("mean"), options.pop("std")
-    preprocess = Preprocessing(parse_size(str(size)) if size else None, parse_floats("mean", mean) if mean else None,
-                               parse_floats("std", std) if std else None, options.pop("interpolation"),
-                               options.pop("crop_pct"), options.pop("crop_mode"))
-    return ModelSpec(options.pop("model_name"), options.pop("weights"), options.pop("num_classes"),
-                     options.pop("labels_file"), options.pop("random_weights"), options.pop("ema"),
-                     options.pop("head"), preprocess)
+    preprocess = Preprocessing(
+        parse_size(str(size)) if size else None,
+        parse_floats("mean", mean) if mean else None,
+        parse_floats("std", std) if std else None,
+        options.pop("interpolation"),
+        options.pop("crop_pct"),
+        options.pop("crop_mode"),
+    )
+    return ModelSpec(
+        options.pop("model_name"),
+        options.pop("weights"),
+        options.pop("num_classes"),
+        options.pop("labels_file"),
+        options.pop("random_weights"),
+        options.pop("ema"),
+        options.pop("head"),
+        preprocess,
+    )
 
 
-def _explain_job(options: dict[str, Any], inputs: tuple[Path, ...], **overrides: Any) -> "ExplainJob":
+def _explain_job(options: dict[str, Any], inputs: tuple[Path, ...], **overrides: Any) -> ExplainJob:
     """The run options (popped from ``options``) as an ExplainJob; '-' among ``inputs`` reads stdin."""
     from .discover import read_path_list
     from .job import ExplainJob, parse_methods, parse_save
@@ -231,24 +378,42 @@ def _explain_job(options: dict[str, Any], inputs: tuple[Path, ...], **overrides:
     spec = _model_spec(options)
     paths = tuple(p for given in inputs for p in (read_path_list(sys.stdin.buffer) if str(given) == "-" else [given]))
     fields = dict(
-        inputs=paths, out=options.pop("out_dir"), model=spec, include=options.pop("include"),
-        exclude=options.pop("exclude"), layers=options.pop("layer_names"), top_k=options.pop("top_k"),
-        threshold=options.pop("threshold"), classes=options.pop("class_specs"),
-        methods=parse_methods(options.pop("method_specs")), smooth=options.pop("smooth"),
-        occlusion_window=options.pop("occlusion_window"), occlusion_stride=options.pop("occlusion_stride"),
-        device=options.pop("device"), batch_size=options.pop("batch_size"), workers=options.pop("workers"),
-        precision=options.pop("precision"), save=parse_save(options.pop("save_specs")),
-        overlay_format=options.pop("overlay_format"), colormap=options.pop("colormap"), alpha=options.pop("alpha"),
-        quiet=options.pop("quiet"), max_pixels=options.pop("max_pixels"), resume=options.pop("resume"),
-        config=click.get_current_context().meta.get("camcli.config"), shard=parse_shard(options.pop("shard")),
-        engine=options.pop("engine"), ray_address=options.pop("ray_address"),
-        ray_workers=_workers(options.pop("ray_workers")), ray_gpus_per_worker=options.pop("ray_gpus_per_worker"),
+        inputs=paths,
+        out=options.pop("out_dir"),
+        model=spec,
+        include=options.pop("include"),
+        exclude=options.pop("exclude"),
+        layers=options.pop("layer_names"),
+        top_k=options.pop("top_k"),
+        threshold=options.pop("threshold"),
+        classes=options.pop("class_specs"),
+        methods=parse_methods(options.pop("method_specs")),
+        smooth=options.pop("smooth"),
+        occlusion_window=options.pop("occlusion_window"),
+        occlusion_stride=options.pop("occlusion_stride"),
+        device=options.pop("device"),
+        batch_size=options.pop("batch_size"),
+        workers=options.pop("workers"),
+        precision=options.pop("precision"),
+        save=parse_save(options.pop("save_specs")),
+        overlay_format=options.pop("overlay_format"),
+        colormap=options.pop("colormap"),
+        alpha=options.pop("alpha"),
+        quiet=options.pop("quiet"),
+        max_pixels=options.pop("max_pixels"),
+        resume=options.pop("resume"),
+        config=click.get_current_context().meta.get("camcli.config"),
+        shard=parse_shard(options.pop("shard")),
+        engine=options.pop("engine"),
+        ray_address=options.pop("ray_address"),
+        ray_workers=_workers(options.pop("ray_workers")),
+        ray_gpus_per_worker=options.pop("ray_gpus_per_worker"),
     )
     fields.update(overrides)
     return ExplainJob(**fields)
 
 
-def _workers(text: Optional[str]) -> Optional[tuple[int, int]]:
+def _workers(text: str | None) -> tuple[int, int] | None:
     """``--ray-workers N`` or ``MIN,MAX``."""
     if text is None:
         return None
@@ -261,11 +426,19 @@ def _workers(text: Optional[str]) -> Optional[tuple[int, int]]:
     return values[0], values[-1]
 
 
-def _load(spec: "ModelSpec") -> "LoadedModel":
+def _load(spec: ModelSpec) -> LoadedModel:
     from .models import load_model
 
-    return load_model(spec.name, weights=spec.weights, num_classes=spec.num_classes, labels_file=spec.labels_file,
-                      random_weights=spec.random_weights, ema=spec.ema, head=spec.head, preprocess=spec.preprocess)
+    return load_model(
+        spec.name,
+        weights=spec.weights,
+        num_classes=spec.num_classes,
+        labels_file=spec.labels_file,
+        random_weights=spec.random_weights,
+        ema=spec.ema,
+        head=spec.head,
+        preprocess=spec.preprocess,
+    )
 
 
 def _debug_option(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -293,7 +466,7 @@ def _say(quiet: bool = False) -> Callable[[str], None]:
     return (lambda text: None) if quiet else partial(click.echo, err=True)
 
 
-def _report(out: Path, compare: Optional[Path] = None) -> None:
+def _report(out: Path, compare: Path | None = None) -> None:
     from .html import build_report
 
     try:
@@ -316,10 +489,15 @@ def cli() -> None:
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @_model_options
 @_run_options
-@click.option("--json", "json_lines", is_flag=True,
-              help="Print each image's explanation.json as one line on stdout (and nothing else there).")
+@click.option(
+    "--json",
+    "json_lines",
+    is_flag=True,
+    help="Print each image's explanation.json as one line on stdout (and nothing else there).",
+)
 def explain(**options: Any) -> None:
     """Write explanations for every image in INPUTS (files or folders; '-' reads paths from stdin)."""
+
     def run() -> int:
         from .discover import discover
 
@@ -328,17 +506,15 @@ def explain(**options: Any) -> None:
         from .runners.shards import select
 
         items = select(discover(job.inputs, job.include, job.exclude, out=job.out), job.shard)
-        if not items:
+        if not items and job.shard is not None:
             raise CamcliError(f"Shard {job.shard[0]}/{job.shard[1]} has no images: there are fewer images than shards.")
-        if job.engine == "ray":
-            from .runners import ray as runner
-        else:
-            from .runners import local as runner  # heavy (torch): only once the job is known to be valid
+        # heavy (torch, ray): imported only once the job is known to be valid
+        runner = importlib.import_module(f"camcli.runners.{job.engine}")
         from .writer import json_text
 
         emit = (lambda doc: click.echo(json_text(doc))) if job.json_lines else None
         with _stop_on_signals() as stop:
-            code = runner.run(job, items, emit, stop, _say())
+            code: int = runner.run(job, items, emit, stop, _say())
         if html_report:
             _report(job.out)
         return code
@@ -350,24 +526,45 @@ def explain(**options: Any) -> None:
 @_debug_option
 @_config_option
 @click.argument("inputs", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--annotations", type=click.Path(exists=True, path_type=Path),
-              help="Ground truth: a CSV (path,class,x0,y0,x1,y1), a COCO JSON file, or a folder of Pascal VOC XML files.")
-@click.option("--masks", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Ground-truth masks: DIR/<class>/<image path under its input folder>.png, nonzero = object.")
-@click.option("--class-map", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="CSV source,target: annotation classes (COCO names or ids) to the model's classes.")
-@click.option("--from", "source", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Evaluate an existing 'camcli explain' output folder instead of explaining INPUTS.")
+@click.option(
+    "--annotations",
+    type=click.Path(exists=True, path_type=Path),
+    help="Ground truth: a CSV (path,class,x0,y0,x1,y1), a COCO JSON file, or a folder of Pascal VOC XML files.",
+)
+@click.option(
+    "--masks",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Ground-truth masks: DIR/<class>/<image path under its input folder>.png, nonzero = object.",
+)
+@click.option(
+    "--class-map",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CSV source,target: annotation classes (COCO names or ids) to the model's classes.",
+)
+@click.option(
+    "--from",
+    "source",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Evaluate an existing 'camcli explain' output folder instead of explaining INPUTS.",
+)
 @_model_options
 @_run_options
-@click.option("--loc-threshold", type=FiniteFloat(0.0, 1.0, min_open=True, max_open=True), default=0.15,
-              show_default=True, help="Binarize maps at this share of their max for localization (the paper: 0.15).")
-@click.option("--tolerance", type=FiniteFloat(0.0), default=15.0, show_default=True,
-              help="Pointing game tolerance in pixels.")
+@click.option(
+    "--loc-threshold",
+    type=FiniteFloat(0.0, 1.0, min_open=True, max_open=True),
+    default=0.15,
+    show_default=True,
+    help="Binarize maps at this share of their max for localization (the paper: 0.15).",
+)
+@click.option(
+    "--tolerance", type=FiniteFloat(0.0), default=15.0, show_default=True, help="Pointing game tolerance in pixels."
+)
 @click.option("--faithfulness", is_flag=True, help="Also deletion/insertion AUC, average drop, increase in confidence.")
 @click.option("--steps", type=WholeNumber(min=2), default=50, show_default=True, help="Deletion/insertion steps.")
 @click.option("--sanity", is_flag=True, help="Also the model-randomization sanity check (Adebayo et al. 2018).")
-@click.option("--max-loc-error", multiple=True, metavar="[METHOD:]VALUE", help="Gate: top-1 localization error ≤ VALUE.")
+@click.option(
+    "--max-loc-error", multiple=True, metavar="[METHOD:]VALUE", help="Gate: top-1 localization error ≤ VALUE."
+)
 @click.option("--min-pointing-game", multiple=True, metavar="[METHOD:]VALUE", help="Gate: pointing game ≥ VALUE.")
 @click.option("--min-energy", multiple=True, metavar="[METHOD:]VALUE", help="Gate: energy pointing game ≥ VALUE.")
 @click.option("--min-insertion-auc", multiple=True, metavar="[METHOD:]VALUE", help="Gate: insertion AUC ≥ VALUE.")
@@ -380,6 +577,7 @@ def evaluate(**options: Any) -> None:
     classes are always explained), or reads an earlier run with --from, then writes OUT/metrics.json and
     OUT/per_image.jsonl. Exit 4 when a gate fails.
     """
+
     def run() -> int:
         from .evaluate.gates import parse_gate, read_gates_table
         from .evaluate.run import EvaluateJob
@@ -395,8 +593,19 @@ def evaluate(**options: Any) -> None:
         top_k = options.get("top_k")
         options["top_k"] = max(5, top_k or 0)
         html_report, json_out = options.pop("html_report"), options.pop("json_out")
-        evaluation = {k: options.pop(k) for k in ("annotations", "masks", "class_map", "loc_threshold", "tolerance",
-                                                   "faithfulness", "steps", "sanity")}
+        evaluation = {
+            k: options.pop(k)
+            for k in (
+                "annotations",
+                "masks",
+                "class_map",
+                "loc_threshold",
+                "tolerance",
+                "faithfulness",
+                "steps",
+                "sanity",
+            )
+        }
         if source is not None and options["out_dir"] == Path("camcli-out"):
             options["out_dir"] = source
         explain = _explain_job(options, tuple(inputs) or (source,))
@@ -416,17 +625,41 @@ def evaluate(**options: Any) -> None:
 @click.argument("run_a", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("run_b", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--method", help="The method whose top-1 maps are compared.  [default: the first heat-map method]")
-@click.option("--threshold", type=FiniteFloat(0.0, 1.0, min_open=True, max_open=True), default=0.15,
-              show_default=True, help="Masks and boxes at this share of each map's max.")
-@click.option("--min-similarity", type=FiniteFloat(-1.0, 1.0), default=None,
-              help="Gate: every image's Spearman ρ between the runs' maps ≥ this (exit 4 otherwise).")
-@click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where compare.json goes.  [default: RUN_B/compare]")
+@click.option(
+    "--threshold",
+    type=FiniteFloat(0.0, 1.0, min_open=True, max_open=True),
+    default=0.15,
+    show_default=True,
+    help="Masks and boxes at this share of each map's max.",
+)
+@click.option(
+    "--min-similarity",
+    type=FiniteFloat(-1.0, 1.0),
+    default=None,
+    help="Gate: every image's Spearman ρ between the runs' maps ≥ this (exit 4 otherwise).",
+)
+@click.option(
+    "--out",
+    "-o",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where compare.json goes.  [default: RUN_B/compare]",
+)
 @click.option("--json", "json_out", is_flag=True, help="Print compare.json on stdout.")
 @click.option("--report", "html_report", is_flag=True, help="Also write RUN_B/report with the pairs side by side.")
-def compare(run_a: Path, run_b: Path, method: Optional[str], threshold: float, min_similarity: Optional[float],
-            out_dir: Optional[Path], json_out: bool, html_report: bool) -> None:
+def compare(
+    run_a: Path,
+    run_b: Path,
+    method: str | None,
+    threshold: float,
+    min_similarity: float | None,
+    out_dir: Path | None,
+    json_out: bool,
+    html_report: bool,
+) -> None:
     """Compare two explain outputs over the same images (old and new model, two settings)."""
+
     def run() -> int:
         from .errors import EXIT_GATE_FAILED, EXIT_OK
         from .evaluate.compare import compare_runs, gate, summary_text
@@ -455,10 +688,15 @@ def compare(run_a: Path, run_b: Path, method: Optional[str], threshold: float, m
 @cli.command()
 @_debug_option
 @click.argument("out_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="OUT")
-@click.option("--compare", "compare_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="A compare.json from 'camcli compare', shown as before/after pairs.")
-def report(out_dir: Path, compare_file: Optional[Path]) -> None:
+@click.option(
+    "--compare",
+    "compare_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A compare.json from 'camcli compare', shown as before/after pairs.",
+)
+def report(out_dir: Path, compare_file: Path | None) -> None:
     """Write OUT/report/index.html: a self-contained page to audit a run (works offline, from file://)."""
+
     def run() -> int:
         _report(out_dir, compare_file)
         return 0
@@ -471,14 +709,18 @@ def report(out_dir: Path, compare_file: Optional[Path]) -> None:
 @click.argument("out_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="OUT")
 def merge(out_dir: Path) -> None:
     """Combine the records of 'explain --shard I/N' runs into OUT/summary.jsonl and OUT/run.json."""
+
     def run() -> int:
         from .runners.shards import merge as merge_shards
 
         merged = merge_shards(out_dir)
         counts, shards = merged["counts"], merged["shards"]
-        click.echo(f"Merged {len(shards['merged'])} of {shards['count']} shards: {counts['total']} images, "
-                   f"{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped; status {merged['status']}"
-                   + (f" (missing shards {shards['missing']})" if shards["missing"] else ""), err=True)
+        click.echo(
+            f"Merged {len(shards['merged'])} of {shards['count']} shards: {counts['total']} images, "
+            f"{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped; status {merged['status']}"
+            + (f" (missing shards {shards['missing']})" if shards["missing"] else ""),
+            err=True,
+        )
         return 1 if counts["failed"] else 0
 
     _guarded(run)
@@ -488,7 +730,7 @@ def merge(out_dir: Path) -> None:
 @click.argument("model_arg", required=False, metavar="[MODEL]")
 @_model_options
 @click.option("--all", "show_all", is_flag=True, help="List every module with a tensor output, not only candidates.")
-def layers(model_arg: Optional[str], show_all: bool, **options: Any) -> None:
+def layers(model_arg: str | None, show_all: bool, **options: Any) -> None:
     """List candidate target layers of MODEL (or --model): output shape, layout, grid, gradient coverage.
 
     Shapes do not depend on weights, so the model is built with random weights unless --weights is given.
@@ -504,13 +746,15 @@ def layers(model_arg: Optional[str], show_all: bool, **options: Any) -> None:
     except CamcliError as exc:
         raise CliError(str(exc)) from exc
     try:
-        default: Optional[str] = default_layer(found).name
+        default: str | None = default_layer(found).name
     except CamcliError as exc:
         default = None
         click.echo(f"note: {exc}", err=True)
     h, w = loaded.data.input_size
-    click.echo(f"{loaded.ref}: outputs for a 1×{loaded.data.channels}×{h}×{w} input; candidates are grids of image "
-               "positions, '*' marks the default, 'grad' the share of positions the top class's gradient reaches")
+    click.echo(
+        f"{loaded.ref}: outputs for a 1×{loaded.data.channels}×{h}×{w} input; candidates are grids of image "
+        "positions, '*' marks the default, 'grad' the share of positions the top class's gradient reaches"
+    )
     for info in found if show_all else [i for i in found if i.candidate]:
         mark = "*" if info.name == default else " "
         where = f"{info.layout.kind} {info.layout.grid[0]}×{info.layout.grid[1]}" if info.layout else "-"
@@ -518,7 +762,9 @@ def layers(model_arg: Optional[str], show_all: bool, **options: Any) -> None:
             where += f" +{info.layout.prefix}"
         grad = f"{info.live:4.0%}" if info.live >= 0 else "   -"
         note = f"  ({info.reason})" if info.reason and show_all else ""
-        click.echo(f"{mark} {info.name:<40} {info.kind:<22} {'×'.join(map(str, info.shape)):<16} {where:<16} {grad}{note}")
+        click.echo(
+            f"{mark} {info.name:<40} {info.kind:<22} {'×'.join(map(str, info.shape)):<16} {where:<16} {grad}{note}"
+        )
 
 
 @cli.command()
@@ -543,6 +789,9 @@ def main() -> None:
     except Exception as exc:  # click already turned usage errors into exit codes; this is a bug
         if "--debug" in sys.argv[1:]:
             raise
-        click.echo(f"camcli: internal error: {type(exc).__name__}: {exc}. Run again with --debug for the "
-                   "traceback, and please report it.", err=True)
+        click.echo(
+            f"camcli: internal error: {type(exc).__name__}: {exc}. Run again with --debug for the "
+            "traceback, and please report it.",
+            err=True,
+        )
         sys.exit(EXIT_INTERNAL)

@@ -28,5 +28,6 @@ def read_config(path: Path, command: str = "explain") -> tuple[dict[str, Any], d
     table = data.get(command)
     if isinstance(table, dict):
         values.update(table)
-    gates = data.get("gates") if isinstance(data.get("gates"), dict) else {}
+    gates = data.get("gates")
+    gates = gates if isinstance(gates, dict) else {}
     return {key.replace("-", "_"): value for key, value in values.items()}, gates

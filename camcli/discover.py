@@ -5,21 +5,21 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Iterator, Sequence
+from typing import BinaryIO
 
 from .errors import CamcliError
 from .records import ImageItem
 
 RESERVED = frozenset({"run.json", "summary.jsonl"})  # camcli's own files at the top of --out
 OUTPUT_MARKER = ".camcli-output"  # written into every output folder when a run starts
-IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
-)
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"})
 
 
-def _walk(root: Path, include: Sequence[str], exclude: Sequence[str],
-          skip: frozenset[tuple[int, int]] = frozenset()) -> Iterator[Path]:
+def _walk(
+    root: Path, include: Sequence[str], exclude: Sequence[str], skip: frozenset[tuple[int, int]] = frozenset()
+) -> Iterator[Path]:
     """Files below ``root`` with image suffixes, sorted, skipping hidden entries.
 
     Symlinked folders are followed, each real folder once, so a link loop ends the descent.
@@ -59,7 +59,7 @@ def _image_output(folder: str, filenames: list[str]) -> bool:
     return isinstance(doc, dict) and {"schema_version", "source", "explanations"} <= set(doc)
 
 
-def printable(path: os.PathLike | str) -> str:
+def printable(path: os.PathLike[str] | str) -> str:
     """A path as text for JSON and terminals: bytes that are not UTF-8 become \\xNN escapes."""
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
@@ -71,8 +71,9 @@ def read_path_list(stream: BinaryIO) -> list[Path]:
     return [Path(os.fsdecode(line.rstrip(b"\r\n"))) for line in stream if line.strip()]
 
 
-def discover(inputs: Sequence[Path], include: Sequence[str] = (), exclude: Sequence[str] = (),
-             out: Path | None = None) -> list[ImageItem]:
+def discover(
+    inputs: Sequence[Path], include: Sequence[str] = (), exclude: Sequence[str] = (), out: Path | None = None
+) -> list[ImageItem]:
     """Expand files and folders into image items.
 
     A folder contributes its image files (by suffix), recursively; a file named explicitly is
@@ -93,10 +94,14 @@ def discover(inputs: Sequence[Path], include: Sequence[str] = (), exclude: Seque
     base = os.path.commonpath([os.path.dirname(f) for f in files]) if files else ""
     for given in inputs:
         if not given.exists():
-            raise CamcliError(f"Input path '{given}' does not exist. Check the spelling or pass an existing file or folder.")
+            raise CamcliError(
+                f"Input path '{given}' does not exist. Check the spelling or pass an existing file or folder."
+            )
         if given.is_dir():
             prefix = PurePosixPath(given.resolve().name) if len(inputs) > 1 else PurePosixPath()
-            found = ((p, PurePosixPath(p.relative_to(given).as_posix())) for p in _walk(given, include, exclude, skip))
+            found: Iterator[tuple[Path, PurePosixPath]] = (
+                (p, PurePosixPath(p.relative_to(given).as_posix())) for p in _walk(given, include, exclude, skip)
+            )
         else:
             rel_file = PurePosixPath(Path(os.path.relpath(os.path.abspath(given), base)).as_posix())
             prefix, found = PurePosixPath(), iter([(given, rel_file)])

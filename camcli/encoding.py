@@ -32,8 +32,14 @@ def png_bytes(rgb: np.ndarray) -> bytes:
     rows[0, 1:] = flat[0]
     np.subtract(flat[1:], flat[:-1], out=rows[1:, 1:])
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8 bits, truecolour
-    return b"".join([b"\x89PNG\r\n\x1a\n", *_chunk(b"IHDR", header), *_chunk(b"IDAT", isal_zlib.compress(rows, 1)),
-                     *_chunk(b"IEND", b"")])
+    return b"".join(
+        [
+            b"\x89PNG\r\n\x1a\n",
+            *_chunk(b"IHDR", header),
+            *_chunk(b"IDAT", isal_zlib.compress(rows, 1)),
+            *_chunk(b"IEND", b""),
+        ]
+    )
 
 
 def encode_picture(image: Image.Image, fmt: str) -> bytes:

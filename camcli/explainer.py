@@ -19,7 +19,7 @@ from torch import nn
 
 from .engine import Capture, Needs, Pass, Probe, Tap
 from .engine.capture import ClassChooser
-from .heads import Head
+from .heads import SOFTMAX, Head
 from .layout import Layout
 from .maps import input_map, upsample
 from .methods import REGISTRY, load
@@ -63,25 +63,42 @@ class BatchExplainer:
     The model is left as it was when the block ends (see ``engine.Capture``).
     """
 
-    def __init__(self, model: nn.Module, layers: Sequence[tuple[str, Layout]], methods: Sequence[str],
-                 settings: Settings, head: Head = Head(), batch_size: int = 8, channels_last: bool = False,
-                 autocast: Callable[[], AbstractContextManager[Any]] = nullcontext) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: Sequence[tuple[str, Layout]],
+        methods: Sequence[str],
+        settings: Settings,
+        head: Head = SOFTMAX,
+        batch_size: int = 8,
+        channels_last: bool = False,
+        autocast: Callable[[], AbstractContextManager[Any]] = nullcontext,
+    ) -> None:
         self.methods: dict[str, Method] = {name: load(name) for name in methods}
         self.settings = settings
         self.head = head
         self.layer_names = tuple(name for name, _ in layers)
-        self.smoothed = [name for name in self.methods
-                         if settings.smooth == "aug" and "aug" in REGISTRY[name].smoothing]
+        self.smoothed = [
+            name for name in self.methods if settings.smooth == "aug" and "aug" in REGISTRY[name].smoothing
+        ]
         plain = [name for name in self.methods if name not in self.smoothed]
         # The pass on the original batch serves the methods not smoothed (and chooses the classes); the
         # augmented passes serve only what the smoothed methods need.
         self.capture = self._capture(model, layers, plain, head, channels_last, autocast)
-        self.augmented = self._capture(model, layers, self.smoothed, head, channels_last, autocast) \
-            if self.smoothed else None
+        self.augmented = (
+            self._capture(model, layers, self.smoothed, head, channels_last, autocast) if self.smoothed else None
+        )
         self.probe = Probe(model, head.scores, batch_size, autocast)
 
-    def _capture(self, model: nn.Module, layers: Sequence[tuple[str, Layout]], names: Sequence[str], head: Head,
-                 channels_last: bool, autocast: Callable[[], AbstractContextManager[Any]]) -> Capture:
+    def _capture(
+        self,
+        model: nn.Module,
+        layers: Sequence[tuple[str, Layout]],
+        names: Sequence[str],
+        head: Head,
+        channels_last: bool,
+        autocast: Callable[[], AbstractContextManager[Any]],
+    ) -> Capture:
         needs = Needs()
         taps: dict[str, Tap] = {}
         for name in names:
@@ -108,8 +125,11 @@ class BatchExplainer:
 
     def __call__(self, x: torch.Tensor, choose: ClassChooser) -> Explained:
         p = self.capture(x, choose)
-        raws = {name: method.compute(p, self.probe, self.settings)
-                for name, method in self.methods.items() if name not in self.smoothed}
+        raws = {
+            name: method.compute(p, self.probe, self.settings)
+            for name, method in self.methods.items()
+            if name not in self.smoothed
+        }
         if self.smoothed:
             raws.update(self._augmented(x, p))
         raws = {name: raws[name] for name in self.methods}  # in the order asked for

@@ -37,3 +37,6 @@ class Head:
     def classes(self, outputs: int) -> int:
         """How many classes a model with ``outputs`` outputs has under this head."""
         return 2 if self.name == "binary" else outputs
+
+
+SOFTMAX = Head()

@@ -38,9 +38,8 @@ class Preprocessing:
     def __post_init__(self) -> None:
         for name in ("mean", "std"):
             values = getattr(self, name)
-            if values is not None:
-                if len(values) not in (1, 3) or not all(math.isfinite(v) for v in values):
-                    raise CamcliError(f"--{name} takes 1 or 3 finite numbers (e.g. --{name} 0.485,0.456,0.406).")
+            if values is not None and (len(values) not in (1, 3) or not all(math.isfinite(v) for v in values)):
+                raise CamcliError(f"--{name} takes 1 or 3 finite numbers (e.g. --{name} 0.485,0.456,0.406).")
         if self.std is not None and any(v <= 0 for v in self.std):
             raise CamcliError("--std values must be positive.")
         if self.crop_pct is not None and not (math.isfinite(self.crop_pct) and 0 < self.crop_pct <= 1.5):
@@ -115,8 +114,15 @@ class ExplainJob:
     ray_gpus_per_worker: float = 0.0
 
     def __post_init__(self) -> None:
-        check_engine(self.methods, self.smooth, self.occlusion_window, self.occlusion_stride, self.batch_size,
-                     self.precision, self.device)
+        check_engine(
+            self.methods,
+            self.smooth,
+            self.occlusion_window,
+            self.occlusion_stride,
+            self.batch_size,
+            self.precision,
+            self.device,
+        )
         check_finite("alpha", self.alpha)
         if not 0.0 <= self.alpha <= 1.0:
             raise CamcliError(f"--alpha {self.alpha} is outside 0-1. Pass a value such as 0.5.")
@@ -149,8 +155,15 @@ def parse_save(specs: tuple[str, ...] | list[str]) -> frozenset[str]:
     return frozenset(names - {"json"}) if specs else DEFAULT_SAVE
 
 
-def check_engine(methods: tuple[str, ...], smooth: str | None, occlusion_window: int, occlusion_stride: int,
-                 batch_size: int, precision: str, device: str) -> None:
+def check_engine(
+    methods: tuple[str, ...],
+    smooth: str | None,
+    occlusion_window: int,
+    occlusion_stride: int,
+    batch_size: int,
+    precision: str,
+    device: str,
+) -> None:
     """The checks every entry point (command line, Python API) makes before any work."""
     check_device(device)
     if precision not in PRECISIONS:
@@ -164,12 +177,18 @@ def check_engine(methods: tuple[str, ...], smooth: str | None, occlusion_window:
             raise CamcliError(f"Unknown --smooth '{smooth}'. Use aug or eigen.")
         if not any(smooth in REGISTRY[m].smoothing for m in methods):
             fits = [m for m in REGISTRY if smooth in REGISTRY[m].smoothing]
-            raise CamcliError(f"--smooth {smooth} applies to none of the methods asked for; it applies to "
-                              f"{', '.join(fits)}.")
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (occlusion_window, occlusion_stride)) \
-            or occlusion_window < 1 or not 1 <= occlusion_stride <= occlusion_window:
-        raise CamcliError("--occlusion-stride must be between 1 and --occlusion-window (default 16 and 32), "
-                          "so that the windows cover every pixel.")
+            raise CamcliError(
+                f"--smooth {smooth} applies to none of the methods asked for; it applies to {', '.join(fits)}."
+            )
+    if (
+        not all(isinstance(v, int) and not isinstance(v, bool) for v in (occlusion_window, occlusion_stride))
+        or occlusion_window < 1
+        or not 1 <= occlusion_stride <= occlusion_window
+    ):
+        raise CamcliError(
+            "--occlusion-stride must be between 1 and --occlusion-window (default 16 and 32), "
+            "so that the windows cover every pixel."
+        )
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -183,7 +202,7 @@ def parse_size(text: str) -> tuple[int, int]:
         size = (size[0], size[0])
     if len(size) != 2:
         raise CamcliError(f"--input-size '{text}' is not N or HxW (e.g. 384 or 384x512).")
-    return size  # type: ignore[return-value]
+    return size[0], size[1]
 
 
 def parse_floats(name: str, text: str) -> tuple[float, ...]:

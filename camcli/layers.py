@@ -12,7 +12,8 @@ that run more than once per forward pass.
 
 **The default rule**: the last candidate (in the order outputs are produced) at whose positions the
 classifier's input has a gradient, at half of them or more (the classifier's input, not the class
-scores, so that untrained heads, which timm and torchvision initialize to zero, do not hide it). For pooled models that is the final stage; for
+scores, so that untrained heads, which timm and torchvision initialize to zero, do not hide it).
+For pooled models that is the final stage; for
 class-token transformers, whose last outputs reach the head through the class token alone, it is
 the input of the last attention (its keys and values carry every patch), as pytorch-grad-cam
 recommends for ViTs.
@@ -53,6 +54,13 @@ class LayerInfo:
     def candidate(self) -> bool:
         return self.layout is not None and not self.reason
 
+    @property
+    def site(self) -> tuple[str, Layout]:
+        """(name, layout) as the engine hooks it; only grids of image positions have one."""
+        if self.layout is None:
+            raise ValueError(f"Layer '{self.name}' ({self.kind}) is not a grid of image positions.")
+        return self.name, self.layout
+
     def describe(self) -> dict[str, Any]:
         assert self.layout is not None
         return {"name": self.name, **self.layout.describe()}
@@ -63,8 +71,10 @@ def plausible_grid(h: int, w: int, size: tuple[int, int]) -> bool:
     height, width = size
     if h * w <= 1:
         return False
-    return any((h, w) in ((height // s, width // s), (-(-height // s), -(-width // s)))
-               for s in range(1, max(height, width) + 1))
+    return any(
+        (h, w) in ((height // s, width // s), (-(-height // s), -(-width // s)))
+        for s in range(1, max(height, width) + 1)
+    )
 
 
 def token_grid(n: int, size: tuple[int, int], prefixes: Sequence[int]) -> tuple[int, tuple[int, int]] | None:
@@ -104,9 +114,13 @@ def _prefix_tokens(model: nn.Module) -> int:
 
 def _attention_modules(model: nn.Module) -> set[str]:
     """Attention modules (not the blocks that hold one): their insides are queries, keys and values."""
-    return {name for name, m in model.named_modules()
-            if name and re.search("Att(n|ention)|MHSA|GPSA|XCA", type(m).__name__)
-            and not re.search("Block|Layer|Stage", type(m).__name__)}
+    return {
+        name
+        for name, m in model.named_modules()
+        if name
+        and re.search("Att(n|ention)|MHSA|GPSA|XCA", type(m).__name__)
+        and not re.search("Block|Layer|Stage", type(m).__name__)
+    }
 
 
 def probe_layers(model: nn.Module, input_size: tuple[int, int], channels: int = 3) -> list[LayerInfo]:
@@ -121,6 +135,7 @@ def probe_layers(model: nn.Module, input_size: tuple[int, int], channels: int = 
             if isinstance(output, torch.Tensor):
                 outputs.pop(name, None)  # re-insert so the order follows the last call
                 outputs[name] = (type(module).__name__, output)
+
         return hook
 
     first = next(model.parameters(), None)
@@ -139,7 +154,9 @@ def probe_layers(model: nn.Module, input_size: tuple[int, int], channels: int = 
         head = _classifier(model)
         seen: list[tuple[Any, Any]] = []
         if head is not None:
-            handles.append(head.register_forward_hook(lambda m, args, out: seen.append((args[0] if args else None, out))))
+            handles.append(
+                head.register_forward_hook(lambda m, args, out: seen.append((args[0] if args else None, out)))
+            )
         with torch.enable_grad():
             scores = model(x.requires_grad_(True))
             # The classifier's input, when the classifier's output is what the model returns; else the output.
@@ -171,9 +188,12 @@ def _family_rules(model: nn.Module, infos: list[LayerInfo]) -> list[LayerInfo]:
     if type(getattr(model, "unroll", None)).__name__ == "Unroll":
         grids = [i.layout.grid for i in infos if i.candidate and i.layout is not None and i.layout.kind == "tokens"]
         final = min(grids, key=lambda g: g[0] * g[1]) if grids else None
-        return [dataclasses.replace(i, reason="Hiera: tokens in unrolled order before the last stage")
-                if i.candidate and i.layout is not None and i.layout.kind == "tokens" and i.layout.grid != final else i
-                for i in infos]
+        return [
+            dataclasses.replace(i, reason="Hiera: tokens in unrolled order before the last stage")
+            if i.candidate and i.layout is not None and i.layout.kind == "tokens" and i.layout.grid != final
+            else i
+            for i in infos
+        ]
     return infos
 
 
@@ -213,8 +233,9 @@ def _coverage(grad: torch.Tensor | None, layout: Layout | None) -> float:
     return float((per_position > 0).float().mean())
 
 
-def _reason(name: str, kind: str, shape: tuple[int, ...], layout: Layout | None, calls: int,
-            inside_attention: set[str]) -> str:
+def _reason(
+    name: str, kind: str, shape: tuple[int, ...], layout: Layout | None, calls: int, inside_attention: set[str]
+) -> str:
     if not shape or shape[0] != 1:
         return "batched over windows, not one map per image"
     if layout is None:
@@ -240,12 +261,19 @@ def default_layer(infos: list[LayerInfo]) -> LayerInfo:
             f"({', '.join(i.name for i in candidates[-3:])}) receive no gradient from the class score. "
             "Pick a layer with --layer NAME; 'camcli layers MODEL --all' lists every output."
         )
-    raise LayerError("This model has no layer whose output is a grid of image positions, so it cannot be explained "
-                     "with a CAM. 'camcli layers MODEL --all' lists every output.")
+    raise LayerError(
+        "This model has no layer whose output is a grid of image positions, so it cannot be explained "
+        "with a CAM. 'camcli layers MODEL --all' lists every output."
+    )
 
 
-def resolve_layer(model: nn.Module, input_size: tuple[int, int], name: str | None = None,
-                  probed: list[LayerInfo] | None = None, channels: int = 3) -> LayerInfo:
+def resolve_layer(
+    model: nn.Module,
+    input_size: tuple[int, int],
+    name: str | None = None,
+    probed: list[LayerInfo] | None = None,
+    channels: int = 3,
+) -> LayerInfo:
     """The layer named ``name``, or the default."""
     infos = probe_layers(model, input_size, channels) if probed is None else probed
     if name is None:
@@ -255,7 +283,9 @@ def resolve_layer(model: nn.Module, input_size: tuple[int, int], name: str | Non
         all_names = [n for n, _ in model.named_modules() if n]
         close = difflib.get_close_matches(name, all_names, n=5, cutoff=0.5)
         hint = f" Close names: {', '.join(close)}." if close else ""
-        raise LayerError(f"No layer named '{name}' produces a tensor output.{hint} See 'camcli layers MODEL' for candidates.")
+        raise LayerError(
+            f"No layer named '{name}' produces a tensor output.{hint} See 'camcli layers MODEL' for candidates."
+        )
     info = by_name[name]
     if not info.candidate:
         raise LayerError(
@@ -265,8 +295,9 @@ def resolve_layer(model: nn.Module, input_size: tuple[int, int], name: str | Non
     return info
 
 
-def resolve_layers(model: nn.Module, input_size: tuple[int, int], names: Sequence[str] = (),
-                   channels: int = 3) -> tuple[LayerInfo, ...]:
+def resolve_layers(
+    model: nn.Module, input_size: tuple[int, int], names: Sequence[str] = (), channels: int = 3
+) -> tuple[LayerInfo, ...]:
     """The named layers (in the order given, each once), or the default layer."""
     probed = probe_layers(model, input_size, channels)
     if not names:

@@ -45,4 +45,8 @@ class Layout:
         return maps
 
     def describe(self) -> dict[str, object]:
-        return {"layout": self.kind, "grid": list(self.grid), **({"prefix_tokens": self.prefix} if self.kind == "tokens" else {})}
+        return {
+            "layout": self.kind,
+            "grid": list(self.grid),
+            **({"prefix_tokens": self.prefix} if self.kind == "tokens" else {}),
+        }

@@ -29,8 +29,10 @@ def _message(path: Path, fh: IO[str]) -> str:
     except ValueError:
         info = {}
     pid, started, host = info.get("pid", "?"), info.get("started", "?"), info.get("host", "?")
-    return (f"Another camcli run (PID {pid} on {host}, started {started}) is writing to '{path.parent}'. "
-            "Wait for it to finish, or pass another --out.")
+    return (
+        f"Another camcli run (PID {pid} on {host}, started {started}) is writing to '{path.parent}'. "
+        "Wait for it to finish, or pass another --out."
+    )
 
 
 class RunLock:
@@ -52,7 +54,7 @@ class RunLock:
 
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path, "a+", encoding="utf-8")
+        fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 (held open: the lock lives as long as it)
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Optional
 
 import numpy as np
 import torch
@@ -72,7 +71,7 @@ def to_original(maps: torch.Tensor, geometry: Geometry) -> torch.Tensor:
     return out.reshape(*maps.shape[:-2], geometry.height, geometry.width)
 
 
-def largest_segment(mask: np.ndarray) -> Optional[tuple[int, int, int, int]]:
+def largest_segment(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     """Bounding box (x0, y0, x1, y1; x1, y1 exclusive) of the largest 8-connected True segment.
 
     Works on horizontal runs: runs in neighbouring rows that touch (diagonals included) are
@@ -109,7 +108,7 @@ def largest_segment(mask: np.ndarray) -> Optional[tuple[int, int, int, int]]:
             i = parent[i]
         return i
 
-    for u, v in zip(upper.tolist(), lower.tolist()):
+    for u, v in zip(upper.tolist(), lower.tolist(), strict=False):
         ru, rv = find(u), find(v)
         if ru != rv:
             parent[rv] = ru
@@ -147,7 +146,7 @@ def box_on_original(box: tuple[int, int, int, int], geometry: Geometry) -> tuple
     )
 
 
-def peak(input_map: np.ndarray, geometry: Geometry) -> Optional[tuple[int, int]]:
+def peak(input_map: np.ndarray, geometry: Geometry) -> tuple[int, int] | None:
     """The map's maximum, in original-image pixels; None for an all-zero map."""
     if float(input_map.max()) <= 0:
         return None
@@ -156,7 +155,7 @@ def peak(input_map: np.ndarray, geometry: Geometry) -> Optional[tuple[int, int]]
     return int(min(max(px, 0), geometry.width - 1)), int(min(max(py, 0), geometry.height - 1))
 
 
-def box(input_map: np.ndarray, geometry: Geometry) -> Optional[tuple[int, int, int, int]]:
+def box(input_map: np.ndarray, geometry: Geometry) -> tuple[int, int, int, int] | None:
     """The paper's box: 15% of the max, largest segment, in original-image pixels."""
     top = float(input_map.max())
     if top <= 0:

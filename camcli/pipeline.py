@@ -11,19 +11,20 @@ from __future__ import annotations
 import os
 import threading
 from collections import deque
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import partial
 from itertools import islice
-from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, TypeVar, Union
+from typing import Any, TypeVar
 
 import torch
 
 from . import maps, methods
 from .errors import CamcliError
 from .explainer import BatchExplainer
-from .heads import Head
+from .heads import SOFTMAX, Head
 from .layout import Layout
 from .methods import load
 from .methods.base import Settings
@@ -33,7 +34,7 @@ from .records import Explanation, Failure, ImageItem, ImageResult, Prediction, P
 from .targets import Targets
 from .writer import TOP_PREDICTIONS
 
-Outcome = Union[ImageResult, Failure, Skipped]
+Outcome = ImageResult | Failure | Skipped
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -51,10 +52,10 @@ class EngineOptions:
     precision: str = "fp32"
     workers: int = 2
     max_pixels: int = DEFAULT_MAX_PIXELS
-    smooth: Optional[str] = None
+    smooth: str | None = None
     occlusion_window: int = 32
     occlusion_stride: int = 16
-    head: Head = Head()
+    head: Head = SOFTMAX
 
     @property
     def channels_last(self) -> bool:
@@ -71,8 +72,16 @@ class EngineOptions:
     def explainer(self, model: torch.nn.Module, input_size: tuple[int, int]) -> BatchExplainer:
         conv = any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
         settings = Settings(input_size, self.smooth, self.occlusion_window, self.occlusion_stride)
-        return BatchExplainer(model, self.layers, self.methods, settings, self.head, self.batch_size,
-                         channels_last=conv and self.channels_last, autocast=self.autocast)
+        return BatchExplainer(
+            model,
+            self.layers,
+            self.methods,
+            settings,
+            self.head,
+            self.batch_size,
+            channels_last=conv and self.channels_last,
+            autocast=self.autocast,
+        )
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -89,7 +98,10 @@ def resolve_device(spec: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise CamcliError(f"Device '{spec}' was requested but CUDA is not available here. Use --device cpu.")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise CamcliError(f"Device '{spec}' does not exist: {torch.cuda.device_count()} CUDA device(s). Use cuda:0 to cuda:{torch.cuda.device_count() - 1}.")
+        raise CamcliError(
+            f"Device '{spec}' does not exist: {torch.cuda.device_count()} CUDA device(s). "
+            f"Use cuda:0 to cuda:{torch.cuda.device_count() - 1}."
+        )
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise CamcliError("Device 'mps' was requested but Apple MPS is not available here. Use --device cpu.")
     if device.type not in ("cpu", "cuda", "mps"):
@@ -110,7 +122,7 @@ def default_workers() -> int:
 def _ahead(pool: Executor, fn: Callable[[T], R], items: Iterable[T], window: int) -> Iterator[R]:
     """``map(fn, items)`` run in ``pool`` at most ``window`` items ahead, results in order."""
     it = iter(items)
-    running: deque[Future] = deque(pool.submit(fn, item) for item in islice(it, window))
+    running: deque[Future[R]] = deque(pool.submit(fn, item) for item in islice(it, window))
     while running:
         done = running.popleft()
         for item in islice(it, 1):
@@ -118,9 +130,14 @@ def _ahead(pool: Executor, fn: Callable[[T], R], items: Iterable[T], window: int
         yield done.result()
 
 
-def explain(loaded: LoadedModel, items: Sequence[ImageItem], options: EngineOptions,
-            decoders: Optional[Executor] = None, done: Optional[Callable[[ImageItem, str], Optional[dict]]] = None,
-            stop: Optional[threading.Event] = None) -> Iterator[Outcome]:
+def explain(
+    loaded: LoadedModel,
+    items: Sequence[ImageItem],
+    options: EngineOptions,
+    decoders: Executor | None = None,
+    done: Callable[[ImageItem, str], dict[str, Any] | None] | None = None,
+    stop: threading.Event | None = None,
+) -> Iterator[Outcome]:
     """Yield one outcome per item, in input order. ``loaded.model`` must already be on the device.
 
     With ``decoders``, images are decoded and resized there, up to two batches ahead. ``done``
@@ -131,7 +148,7 @@ def explain(loaded: LoadedModel, items: Sequence[ImageItem], options: EngineOpti
     or closed.
     """
     prepare_one = partial(prepare, data=loaded.data, done=done, max_pixels=options.max_pixels)
-    stream: Iterable[Union[Prepared, Failure, Skipped]] = (
+    stream: Iterable[Prepared | Failure | Skipped] = (
         _ahead(decoders, prepare_one, items, 2 * options.batch_size) if decoders else map(prepare_one, items)
     )
     with options.explainer(loaded.model, loaded.data.input_size) as explainer:
@@ -139,27 +156,36 @@ def explain(loaded: LoadedModel, items: Sequence[ImageItem], options: EngineOpti
             if stop is not None and stop.is_set():
                 return
             if any(isinstance(p, Prepared) for p in chunk):  # the model runs: on the same batch as before
-                chunk = [prepare(p.item, loaded.data, max_pixels=options.max_pixels) if isinstance(p, Skipped) else p
-                         for p in chunk]
+                chunk = [
+                    prepare(p.item, loaded.data, max_pixels=options.max_pixels) if isinstance(p, Skipped) else p
+                    for p in chunk
+                ]
             good = [p for p in chunk if isinstance(p, Prepared)]
             results = iter(_explain_batch(explainer, loaded, good, options) if good else [])
             for p in chunk:
                 yield next(results) if isinstance(p, Prepared) else p
 
 
-def run(loaded: LoadedModel, items: Sequence[ImageItem], options: EngineOptions,
-        write: Callable[[Outcome], R], done: Optional[Callable[[ImageItem, str], Optional[dict]]] = None,
-        stop: Optional[threading.Event] = None) -> Iterator[tuple[Outcome, R]]:
+def run(
+    loaded: LoadedModel,
+    items: Sequence[ImageItem],
+    options: EngineOptions,
+    write: Callable[[Outcome], R],
+    done: Callable[[ImageItem, str], dict[str, Any] | None] | None = None,
+    stop: threading.Event | None = None,
+) -> Iterator[tuple[Outcome, R]]:
     """Explain and ``write`` every item; yields (outcome, what ``write`` returned) in input order.
 
     Writing runs in a pool of ``options.workers`` threads with at most two batches in flight;
     after ``stop`` is set, what was started is still written.
     """
     limit = 2 * options.batch_size
-    with ThreadPoolExecutor(options.workers, thread_name_prefix="camcli-decode") as decoders, \
-            ThreadPoolExecutor(options.workers, thread_name_prefix="camcli-write") as writers:
+    with (
+        ThreadPoolExecutor(options.workers, thread_name_prefix="camcli-decode") as decoders,
+        ThreadPoolExecutor(options.workers, thread_name_prefix="camcli-write") as writers,
+    ):
         try:
-            pending: deque[tuple[Outcome, Future]] = deque()
+            pending: deque[tuple[Outcome, Future[R]]] = deque()
             for outcome in explain(loaded, items, options, decoders, done, stop):
                 pending.append((outcome, writers.submit(write, outcome)))
                 while pending and (len(pending) > limit or pending[0][1].done()):
@@ -174,8 +200,9 @@ def run(loaded: LoadedModel, items: Sequence[ImageItem], options: EngineOptions,
             raise
 
 
-def _explain_batch(explainer: BatchExplainer, loaded: LoadedModel, batch: list[Prepared],
-                   options: EngineOptions) -> list[ImageResult]:
+def _explain_batch(
+    explainer: BatchExplainer, loaded: LoadedModel, batch: list[Prepared], options: EngineOptions
+) -> list[ImageResult]:
     x = torch.stack([p.tensor for p in batch])
     if options.device.type == "cuda":
         x = x.pin_memory()
@@ -186,7 +213,8 @@ def _explain_batch(explainer: BatchExplainer, loaded: LoadedModel, batch: list[P
     # One transfer per batch for what localization reads on the CPU.
     _, valid, rank = options.targets.select(out.scores, keys)
     scores_c, probs_c, top_c, classes_c, valid_c, rank_c = (
-        t.cpu() for t in (out.scores, out.probabilities, top, out.classes, valid, rank))
+        t.cpu() for t in (out.scores, out.probabilities, top, out.classes, valid, rank)
+    )
     located = {m: maps.locator.cpu().numpy() for m, maps in out.maps.items()}
     results = []
     for b, p in enumerate(batch):
@@ -201,12 +229,20 @@ def _explain_batch(explainer: BatchExplainer, loaded: LoadedModel, batch: list[P
             for method, found in out.maps.items():
                 where = located[method][b, j]
                 heat = methods.kind(method) == "cam"
-                explanations.append(Explanation(
-                    method=method, class_index=c, label=loaded.labels[c], rank=int(rank_c[b, j]) or None,
-                    logit=float(scores_c[b, c]), probability=float(probs_c[b, c]),
-                    raw_map=found.raw[b, j], input_map=found.display[b, j],
-                    bbox=maps.box(where, p.geometry) if heat else None,
-                    peak=maps.peak(where, p.geometry), params=out.params[method],
-                ))
+                explanations.append(
+                    Explanation(
+                        method=method,
+                        class_index=c,
+                        label=loaded.labels[c],
+                        rank=int(rank_c[b, j]) or None,
+                        logit=float(scores_c[b, c]),
+                        probability=float(probs_c[b, c]),
+                        raw_map=found.raw[b, j],
+                        input_map=found.display[b, j],
+                        bbox=maps.box(where, p.geometry) if heat else None,
+                        peak=maps.peak(where, p.geometry),
+                        params=out.params[method],
+                    )
+                )
         results.append(ImageResult(p, predictions, tuple(explanations)))
     return results

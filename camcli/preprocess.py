@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .digest import sha256_of
 from .discover import printable
@@ -46,21 +47,21 @@ def decode(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Image.Imag
     Returns the image and its original mode.
     """
     try:
-        with Image.open(path) as img:
-            mode = img.mode
-            if img.width * img.height > max_pixels:
+        with Image.open(path) as opened:
+            mode = opened.mode
+            if opened.width * opened.height > max_pixels:
+                pixels = opened.width * opened.height
                 raise ImageError(
-                    f"Image {printable(path)} has {img.width}×{img.height} = {img.width * img.height:,} pixels, "
+                    f"Image {printable(path)} has {opened.width}×{opened.height} = {pixels:,} pixels, "
                     f"over the limit of {max_pixels:,} (a decompression-bomb guard). Raise --max-pixels to allow it."
                 )
-            img = ImageOps.exif_transpose(img)
-            rgb = to_rgb(img)
+            rgb = to_rgb(ImageOps.exif_transpose(opened))
             rgb.load()
     except FileNotFoundError as exc:
         raise ImageError(f"File not found: {printable(path)}") from exc
     except PermissionError as exc:
         raise ImageError(f"Permission denied reading {printable(path)}") from exc
-    except Image.UnidentifiedImageError as exc:
+    except UnidentifiedImageError as exc:
         raise ImageError(f"Not a readable image (format not recognised): {printable(path)}") from exc
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageError(f"Corrupt or truncated image {printable(path)}: {exc}") from exc
@@ -83,8 +84,11 @@ def to_rgb(img: Image.Image) -> Image.Image:
 def resized_size(width: int, height: int, data: DataConfig | tuple[int, int] | int) -> tuple[int, int]:
     """(width, height) after the resize step: torchvision's Resize (an int sets the shorter side, a
     pair is exact) or timm's ResizeKeepRatio (the aspect kept, the shorter or longer side fitting)."""
-    resize, mode = (data.resize, data.resize_mode) if isinstance(data, DataConfig) else \
-        (data, "shorter" if isinstance(data, int) else "exact")
+    resize, mode = (
+        (data.resize, data.resize_mode)
+        if isinstance(data, DataConfig)
+        else (data, "shorter" if isinstance(data, int) else "exact")
+    )
     if isinstance(resize, int):
         if width <= height:
             return resize, int(resize * height / width)
@@ -99,7 +103,7 @@ def resized_size(width: int, height: int, data: DataConfig | tuple[int, int] | i
 def _crop_start(resized: int, crop: int) -> int:
     """torchvision's CenterCrop (and timm's CenterCropOrPad): pad (crop − resized) // 2 before when the
     image is smaller, else start at round((resized − crop) / 2)."""
-    return -((crop - resized) // 2) if crop > resized else int(round((resized - crop) / 2.0))
+    return -((crop - resized) // 2) if crop > resized else round((resized - crop) / 2.0)
 
 
 def geometry_for(width: int, height: int, data: DataConfig) -> tuple[Geometry, tuple[int, int, int, int]]:
@@ -120,7 +124,7 @@ def to_input(rgb: Image.Image, data: DataConfig) -> tuple[torch.Tensor, Geometry
     resample = _RESAMPLE.get(data.interpolation, Image.Resampling.BILINEAR)
     x0, y0, x1, y1 = geometry.crop_box
     resized_area = geometry.resized[0] * geometry.resized[1]
-    inside = 0 <= x0 and 0 <= y0 and x1 <= rgb.width and y1 <= rgb.height
+    inside = x0 >= 0 and y0 >= 0 and x1 <= rgb.width and y1 <= rgb.height
     if inside and resized_area > HUGE_RESIZE * (box[2] - box[0]) * (box[3] - box[1]):
         # A thin strip (1×5000 would resize to 256×1,280,000): resample only the crop, same pixel
         # centres and filter, equal to resize-then-crop within one grey level.
@@ -131,18 +135,21 @@ def to_input(rgb: Image.Image, data: DataConfig) -> tuple[torch.Tensor, Geometry
             cropped = resized.crop(box)  # past the image edge: zero padding, as torchvision's CenterCrop
         else:  # timm's border mode pads with the mean colour
             fill = data.fill[0] if data.channels == 1 else tuple(data.fill)
-            cropped = Image.new(resized.mode, (box[2] - box[0], box[3] - box[1]), fill)  # type: ignore[arg-type]
+            cropped = Image.new(resized.mode, (box[2] - box[0], box[3] - box[1]), fill)
             cropped.paste(resized, (-box[0], -box[1]))
-    arr = np.asarray(cropped, dtype=np.float32) / 255.0
+    arr: np.ndarray = np.asarray(cropped, dtype=np.float32) / 255.0
     if arr.ndim == 2:
         arr = arr[:, :, None]
     arr = (arr - np.asarray(data.mean, np.float32)) / np.asarray(data.std, np.float32)
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))), geometry
 
 
-def prepare(item: ImageItem, data: DataConfig,
-            done: Optional[Callable[[ImageItem, str], Optional[dict]]] = None,
-            max_pixels: int = DEFAULT_MAX_PIXELS) -> Prepared | Failure | Skipped:
+def prepare(
+    item: ImageItem,
+    data: DataConfig,
+    done: Callable[[ImageItem, str], dict[str, Any] | None] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Prepared | Failure | Skipped:
     """Decode and preprocess one item; an unusable file becomes a Failure, never an exception.
 
     ``done(item, sha256)`` may return the item's finished explanation.json: it is then not decoded.

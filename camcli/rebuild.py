@@ -32,14 +32,16 @@ def full_map(json_path: str | Path, entry: int | dict[str, Any] = 0) -> np.ndarr
     exp = doc["explanations"][entry] if isinstance(entry, int) else entry
     raw_name = exp.get("files", {}).get("raw_map")
     if raw_name is None:
-        raise ValueError(f"Explanation {exp.get('method')}/{exp.get('class_index')} in {path} has no raw map: "
-                         "it was written without --save raw_map, so its map cannot be rebuilt.")
+        raise ValueError(
+            f"Explanation {exp.get('method')}/{exp.get('class_index')} in {path} has no raw map: "
+            "it was written without --save raw_map, so its map cannot be rebuilt."
+        )
     raw = torch.from_numpy(np.load(path.parent / raw_name))
     if raw.dim() != 2:
-        raise ValueError(f"{exp.get('method')} is a pixel-space method: its raw map is already at input resolution "
-                         "and has no heat map to rebuild.")
-    source, model, pre = doc["source"], doc["model"], doc["preprocess"]
-    geometry = Geometry(int(source["width"]), int(source["height"]), tuple(pre["resized_size"]),
-                        tuple(float(v) for v in pre["crop_box"]), tuple(model["input_size"]))
+        raise ValueError(
+            f"{exp.get('method')} is a pixel-space method: its raw map is already at input resolution "
+            "and has no heat map to rebuild."
+        )
+    geometry = Geometry.from_doc(doc)
     heat = to_original(input_map(raw[None], geometry.input_size), geometry)[0]
     return heat.numpy().astype(np.float32, copy=False)

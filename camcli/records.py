@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # only for annotations: discovering files must not import torch
     import torch
@@ -25,9 +25,9 @@ class SourceInfo:
 
     path: str
     sha256: str
-    width: Optional[int] = None
-    height: Optional[int] = None
-    mode: Optional[str] = None
+    width: int | None = None
+    height: int | None = None
+    mode: str | None = None
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,19 @@ class Geometry:
     resized: tuple[int, int]  # (width, height) after the resize step
     crop_box: tuple[float, float, float, float]
     input_size: tuple[int, int]
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Geometry:
+        """The geometry an ``explanation.json`` records (its source, model and preprocess sections)."""
+        source, pre = doc["source"], doc["preprocess"]
+        (rw, rh), (x0, y0, x1, y1), (ih, iw) = pre["resized_size"], pre["crop_box"], doc["model"]["input_size"]
+        return cls(
+            int(source["width"]),
+            int(source["height"]),
+            (int(rw), int(rh)),
+            (float(x0), float(y0), float(x1), float(y1)),
+            (int(ih), int(iw)),
+        )
 
     def input_to_original(self, x: float, y: float) -> tuple[float, float]:
         """Map a point in model-input pixel coordinates to original-image coordinates."""
@@ -70,7 +83,7 @@ class Failure:
     item: ImageItem
     error_type: str
     message: str
-    source: Optional[SourceInfo] = None
+    source: SourceInfo | None = None
 
 
 @dataclass(frozen=True)
@@ -96,13 +109,13 @@ class Explanation:
     method: str
     class_index: int
     label: str
-    rank: Optional[int]  # position in the top-k, None for a user-chosen class
+    rank: int | None  # position in the top-k, None for a user-chosen class
     logit: float
     probability: float
     raw_map: torch.Tensor  # heat maps: h×w (a layer's grid, or the input's); pixel methods: 3×H×W; unnormalized
     input_map: torch.Tensor  # heat maps: H×W in [0, 1]; pixel methods: 3×H×W RGB in [0, 1]
-    bbox: Optional[tuple[int, int, int, int]]  # original-image pixels; None if no box applies
-    peak: Optional[tuple[int, int]]  # original-image pixels; None for an all-zero map
+    bbox: tuple[int, int, int, int] | None  # original-image pixels; None if no box applies
+    peak: tuple[int, int] | None  # original-image pixels; None for an all-zero map
     params: dict[str, Any] = field(default_factory=dict)  # what reproduces it: layers, window, rule, ...
 
 

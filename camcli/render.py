@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-from typing import Optional
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -27,7 +26,7 @@ DIM = 0.35  # brightness kept where the model never looked
 BOX_COLOR = (0, 255, 0)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _lut(name: str) -> np.ndarray:
     return (_COLORMAPS[name](np.linspace(0.0, 1.0, 256)) * 255 + 0.5).astype(np.uint8)
 
@@ -35,7 +34,8 @@ def _lut(name: str) -> np.ndarray:
 def colorize(heat: np.ndarray, colormap: str = "jet") -> np.ndarray:
     """height×width values in [0, 1] → height×width×3 uint8 colors."""
     index = (np.clip(heat, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
-    return _lut(colormap)[index]
+    colors: np.ndarray = _lut(colormap)[index]
+    return colors
 
 
 def dimmed(image: Image.Image) -> Image.Image:
@@ -50,7 +50,7 @@ def overlay(
     seen: tuple[int, int, int, int],
     alpha: float = 0.5,
     colormap: str = "jet",
-    box: Optional[tuple[int, int, int, int]] = None,
+    box: tuple[int, int, int, int] | None = None,
 ) -> Image.Image:
     """Blend the heatmap over the original image inside ``seen``; elsewhere show ``backdrop``.
 

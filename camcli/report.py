@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from . import __version__
 from .discover import OUTPUT_MARKER
 from .errors import EXIT_OK, EXIT_SOME_FAILED
 from .writer import JSON_NAME, atomic_write, json_text
-
 
 CAMCLI_FILES = frozenset({".camcli-lock", OUTPUT_MARKER, "run.json", "summary.jsonl", "shards"})
 
@@ -22,8 +21,10 @@ def mark_output_folder(out_root: Path) -> None:
     the image folders camcli writes there are recognized by their explanation.json instead.
     """
     marker = out_root / OUTPUT_MARKER
-    if marker.exists() or any(p.name not in CAMCLI_FILES and not p.name.startswith((".run.json.tmp", ".camcli-lock"))
-                              for p in out_root.iterdir()):
+    if marker.exists() or any(
+        p.name not in CAMCLI_FILES and not p.name.startswith((".run.json.tmp", ".camcli-lock"))
+        for p in out_root.iterdir()
+    ):
         return
     atomic_write(marker, (json_text({"camcli": __version__}) + "\n").encode("utf-8"))
 
@@ -45,7 +46,8 @@ class Report:
         self.records.mkdir(parents=True, exist_ok=True)
         for stale in self.records.glob(".run.json.tmp*"):  # from a run killed while closing
             stale.unlink(missing_ok=True)
-        self._summary = open(self.records / "summary.jsonl", "w", encoding="utf-8")
+        # Held open for the whole run, one line appended per image; closed by close().
+        self._summary = open(self.records / "summary.jsonl", "w", encoding="utf-8")  # noqa: SIM115
         self._write_run("running")  # a run killed later is not mistaken for the last finished one
 
     def add(self, path: str, rel: str, doc: dict[str, Any], skipped: bool = False) -> dict[str, Any]:
@@ -54,7 +56,7 @@ class Report:
         An image skipped by --resume gets the same line as when it was done; it counts as skipped,
         or as failed if its outputs record a failure.
         """
-        top: Optional[dict[str, Any]] = None
+        top: dict[str, Any] | None = None
         if doc["predictions"]:
             best = doc["predictions"][0]
             top = {k: best[k] for k in ("class_index", "label", "probability")}
@@ -92,8 +94,12 @@ class Report:
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started)),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(finished)),
             "seconds": round(finished - self.started, 3),
-            "counts": {"ok": self.ok, "failed": len(self.failed), "skipped": self.skipped,
-                       "total": self.ok + len(self.failed) + self.skipped},
+            "counts": {
+                "ok": self.ok,
+                "failed": len(self.failed),
+                "skipped": self.skipped,
+                "total": self.ok + len(self.failed) + self.skipped,
+            },
             "failures": self.failed,
         }
         atomic_write(self.records / "run.json", (json_text(doc, indent=2) + "\n").encode("utf-8"))

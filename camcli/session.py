@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import platform
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -43,8 +42,16 @@ def open_session(job: ExplainJob) -> Session:
     if job.precision == "fp16" and device.type == "cpu":
         raise CamcliError("--precision fp16 needs a GPU; on the CPU use --precision bf16 or fp32.")
     spec = job.model
-    loaded = load_model(spec.name, weights=spec.weights, num_classes=spec.num_classes, labels_file=spec.labels_file,
-                        random_weights=spec.random_weights, ema=spec.ema, head=spec.head, preprocess=spec.preprocess)
+    loaded = load_model(
+        spec.name,
+        weights=spec.weights,
+        num_classes=spec.num_classes,
+        labels_file=spec.labels_file,
+        random_weights=spec.random_weights,
+        ema=spec.ema,
+        head=spec.head,
+        preprocess=spec.preprocess,
+    )
     classes = tuple(dict.fromkeys(resolve_class(c, loaded.labels) for c in job.classes))
     targets = Targets(classes, min(job.k, loaded.num_classes), job.threshold, loaded.head)
     layers = resolve_layers(loaded.model, loaded.data.input_size, job.layers, loaded.data.channels)
@@ -55,37 +62,91 @@ def open_session(job: ExplainJob) -> Session:
     model_info = describe_model(loaded, layers)
     preprocess_info = loaded.data.describe()
     settings = {  # everything that shapes an image's outputs: --resume compares their fingerprint
-        "camcli": __version__, "model": str(loaded.ref), "weights": loaded.identity, "labels": list(loaded.labels),
-        "head": loaded.head.name, "threshold": job.threshold, "checkpoint": loaded.checkpoint,
-        "layers": names, "methods": list(job.methods), "smooth": job.smooth,
-        "occlusion": [job.occlusion_window, job.occlusion_stride], "classes": list(classes), "top_k": targets.top_k,
-        "batch_size": job.batch_size, "device": device.type, "precision": job.precision, "save": sorted(job.save),
-        "overlay_format": job.overlay_format, "colormap": job.colormap, "alpha": job.alpha,
-        "preprocess": preprocess_info, "max_pixels": job.max_pixels,
+        "camcli": __version__,
+        "model": str(loaded.ref),
+        "weights": loaded.identity,
+        "labels": list(loaded.labels),
+        "head": loaded.head.name,
+        "threshold": job.threshold,
+        "checkpoint": loaded.checkpoint,
+        "layers": names,
+        "methods": list(job.methods),
+        "smooth": job.smooth,
+        "occlusion": [job.occlusion_window, job.occlusion_stride],
+        "classes": list(classes),
+        "top_k": targets.top_k,
+        "batch_size": job.batch_size,
+        "device": device.type,
+        "precision": job.precision,
+        "save": sorted(job.save),
+        "overlay_format": job.overlay_format,
+        "colormap": job.colormap,
+        "alpha": job.alpha,
+        "preprocess": preprocess_info,
+        "max_pixels": job.max_pixels,
     }
-    ctx = RunContext(model=model_info, preprocess=preprocess_info, colormap=job.colormap, alpha=job.alpha,
-                     save=job.save, overlay_format=job.overlay_format, fingerprint=fingerprint(settings))
+    ctx = RunContext(
+        model=model_info,
+        preprocess=preprocess_info,
+        colormap=job.colormap,
+        alpha=job.alpha,
+        save=job.save,
+        overlay_format=job.overlay_format,
+        fingerprint=fingerprint(settings),
+    )
     workers = job.workers or default_workers()
-    shared = ("methods", "smooth", "occlusion", "classes", "top_k", "threshold", "batch_size", "precision", "overlay_format", "colormap", "alpha",
-              "max_pixels")
+    shared = (
+        "methods",
+        "smooth",
+        "occlusion",
+        "classes",
+        "top_k",
+        "threshold",
+        "batch_size",
+        "precision",
+        "overlay_format",
+        "colormap",
+        "alpha",
+        "max_pixels",
+    )
     import timm
     import torchvision
 
     run_info = {
-        "camcli": __version__, "python": platform.python_version(), "torch": torch.__version__,
-        "torchvision": torchvision.__version__, "timm": timm.__version__,
-        "model": model_info, "device": str(device), "fingerprint": ctx.fingerprint,
+        "camcli": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "timm": timm.__version__,
+        "model": model_info,
+        "device": str(device),
+        "fingerprint": ctx.fingerprint,
         "options": {
-            "inputs": [printable(p) for p in job.inputs], "include": list(job.include), "exclude": list(job.exclude),
+            "inputs": [printable(p) for p in job.inputs],
+            "include": list(job.include),
+            "exclude": list(job.exclude),
             **{key: settings[key] for key in shared},
-            "workers": workers, "save": sorted(job.save | {"json"}), "out": str(job.out),
-            "resume": job.resume, "config": job.config,
+            "workers": workers,
+            "save": sorted(job.save | {"json"}),
+            "out": str(job.out),
+            "resume": job.resume,
+            "config": job.config,
         },
     }
-    options = EngineOptions(layers=tuple((info.name, info.layout) for info in layers), targets=targets, device=device,
-                            batch_size=job.batch_size, methods=job.methods, precision=job.precision, workers=workers,
-                            max_pixels=job.max_pixels, smooth=job.smooth, occlusion_window=job.occlusion_window,
-                            occlusion_stride=job.occlusion_stride, head=loaded.head)
+    options = EngineOptions(
+        layers=tuple(info.site for info in layers),
+        targets=targets,
+        device=device,
+        batch_size=job.batch_size,
+        methods=job.methods,
+        precision=job.precision,
+        workers=workers,
+        max_pixels=job.max_pixels,
+        smooth=job.smooth,
+        occlusion_window=job.occlusion_window,
+        occlusion_stride=job.occlusion_stride,
+        head=loaded.head,
+    )
     return Session(job, loaded, device, layers, options, ctx, run_info)
 
 
@@ -108,9 +169,13 @@ def check_gradients_reach(layers: tuple[LayerInfo, ...], methods: tuple[str, ...
 def describe_model(loaded: LoadedModel, layers: tuple[LayerInfo, ...]) -> dict[str, Any]:
     """The "model" record of explanation.json and run.json."""
     return {
-        "name": str(loaded.ref), "weights": loaded.weights, "target_layer": ", ".join(i.name for i in layers),
+        "name": str(loaded.ref),
+        "weights": loaded.weights,
+        "target_layer": ", ".join(i.name for i in layers),
         "layers": [info.describe() for info in layers],
-        "input_size": list(loaded.data.input_size), "num_classes": loaded.num_classes, "head": loaded.head.name,
+        "input_size": list(loaded.data.input_size),
+        "num_classes": loaded.num_classes,
+        "head": loaded.head.name,
         **({"checkpoint": loaded.checkpoint} if loaded.checkpoint else {}),
         **({"in_chans": loaded.data.channels} if loaded.data.channels != 3 else {}),
     }

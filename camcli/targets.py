@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .errors import TargetError
-from .heads import Head
+from .heads import SOFTMAX, Head
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class Targets:
     classes: tuple[int, ...] = ()
     top_k: int = 3
     threshold: float | None = None
-    head: Head = Head()
+    head: Head = SOFTMAX
     per_image: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
     def choose(self, scores: torch.Tensor, keys: Sequence[str] = ()) -> torch.Tensor:
@@ -42,8 +42,13 @@ class Targets:
         fixed = torch.tensor(self.classes, dtype=torch.long, device=device).expand(b, -1)
         columns.append((fixed, torch.ones_like(fixed, dtype=torch.bool), torch.zeros_like(fixed)))
         top = scores.topk(min(self.top_k, n), dim=1).indices
-        columns.append((top, torch.ones_like(top, dtype=torch.bool),
-                        torch.arange(1, top.shape[1] + 1, device=device).expand(b, -1)))
+        columns.append(
+            (
+                top,
+                torch.ones_like(top, dtype=torch.bool),
+                torch.arange(1, top.shape[1] + 1, device=device).expand(b, -1),
+            )
+        )
         if self.per_image:
             columns.append(_ragged([self.per_image.get(k, ()) for k in keys] if keys else [()] * b, device))
         if self.threshold is not None:
@@ -86,14 +91,18 @@ def resolve_class(spec: str, labels: Sequence[str]) -> int:
             raise TargetError(f"Class index {index} is out of range: this model has classes 0 to {len(labels) - 1}.")
         return index
     wanted = text.lower()
-    matches = [i for i, label in enumerate(labels)
-               if wanted == label.lower() or wanted in (n.strip().lower() for n in label.split(","))]
+    matches = [
+        i
+        for i, label in enumerate(labels)
+        if wanted == label.lower() or wanted in (n.strip().lower() for n in label.split(","))
+    ]
     if len(matches) == 1:
         return matches[0]
     if matches:
         listed = "; ".join(f"{i} ({labels[i]})" for i in matches)
-        raise TargetError(f"Class name '{spec}' is ambiguous: it matches {listed}. Pass the index instead, "
-                          f"e.g. --class {matches[0]}.")
+        raise TargetError(
+            f"Class name '{spec}' is ambiguous: it matches {listed}. Pass the index instead, e.g. --class {matches[0]}."
+        )
     names = [n.strip() for label in labels for n in label.split(",")]
     close = difflib.get_close_matches(text, names, n=5, cutoff=0.6)
     hint = f" Did you mean: {', '.join(repr(c) for c in close)}?" if close else ""

@@ -8,10 +8,11 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Optional, Union
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -20,7 +21,7 @@ from .discover import printable
 from .encoding import FORMATS, encode_picture
 from .job import DEFAULT_SAVE
 from .methods import METHODS
-from .records import Failure, ImageItem, ImageResult, Skipped
+from .records import Failure, ImageItem, ImageResult, Skipped, SourceInfo
 
 SCHEMA_VERSION = 1
 JSON_NAME = "explanation.json"
@@ -49,7 +50,7 @@ def fingerprint(settings: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()[:32]
 
 
-def finished_doc(out_root: Path, item: ImageItem, sha256: str, ctx: RunContext) -> Optional[dict[str, Any]]:
+def finished_doc(out_root: Path, item: ImageItem, sha256: str, ctx: RunContext) -> dict[str, Any] | None:
     """The item's explanation.json if an earlier run finished it from these bytes with these settings.
 
     Finished means: the JSON exists (it is written last), names this fingerprint, this input path and
@@ -60,8 +61,12 @@ def finished_doc(out_root: Path, item: ImageItem, sha256: str, ctx: RunContext) 
     try:
         doc = json.loads((folder / JSON_NAME).read_text(encoding="utf-8"))
         source, error = doc.get("source") or {}, doc.get("error") or {}
-        if (doc.get("fingerprint") != ctx.fingerprint or source.get("sha256") != sha256
-                or source.get("path") != printable(item.path) or doc.get("status") not in ("ok", "error")):
+        if (
+            doc.get("fingerprint") != ctx.fingerprint
+            or source.get("sha256") != sha256
+            or source.get("path") != printable(item.path)
+            or doc.get("status") not in ("ok", "error")
+        ):
             return None
         if doc["status"] == "error" and error.get("type") == "WriteError":
             return None
@@ -98,11 +103,11 @@ def _npy(array: np.ndarray) -> Callable[[BinaryIO], None]:
     return partial(np.save, arr=np.ascontiguousarray(array, dtype=np.float32))
 
 
-def item_of(result: Union[ImageResult, Failure, Skipped]) -> ImageItem:
+def item_of(result: ImageResult | Failure | Skipped) -> ImageItem:
     return result.prepared.item if isinstance(result, ImageResult) else result.item
 
 
-def output_dir(out_root: Path, result: Union[ImageResult, Failure]) -> Path:
+def output_dir(out_root: Path, result: ImageResult | Failure) -> Path:
     return out_root / item_of(result).rel
 
 
@@ -110,7 +115,7 @@ def output_dir(out_root: Path, result: Union[ImageResult, Failure]) -> Path:
 FATAL_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT})
 
 
-def write(out_root: Path, result: Union[ImageResult, Failure, Skipped], ctx: RunContext) -> dict[str, Any]:
+def write(out_root: Path, result: ImageResult | Failure | Skipped, ctx: RunContext) -> dict[str, Any]:
     """Write all outputs of one image; returns the explanation.json document.
 
     A failure that concerns this image alone (an encoder limit, a name the file system refuses)
@@ -151,22 +156,27 @@ def _remove_stale(folder: Path, doc: dict[str, Any]) -> None:
             path.unlink(missing_ok=True)
 
 
-def _write_error_doc(result: Union[ImageResult, Failure], ctx: RunContext, exc: Exception) -> dict[str, Any]:
+def _write_error_doc(result: ImageResult | Failure, ctx: RunContext, exc: Exception) -> dict[str, Any]:
     source = result.prepared.source if isinstance(result, ImageResult) else result.source
     item = item_of(result)
     failure = Failure(item, "WriteError", f"Cannot write outputs for {item.path}: {type(exc).__name__}: {exc}", source)
     return _failure_doc(failure, ctx)
 
 
-def _base_doc(source, ctx: RunContext) -> dict[str, Any]:
+def _base_doc(source: SourceInfo | None, ctx: RunContext) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,
         "fingerprint": ctx.fingerprint,
         "status": "ok",
         "error": None,
-        "source": None if source is None else {
-            "path": source.path, "sha256": source.sha256,
-            "width": source.width, "height": source.height, "mode": source.mode,
+        "source": None
+        if source is None
+        else {
+            "path": source.path,
+            "sha256": source.sha256,
+            "width": source.width,
+            "height": source.height,
+            "mode": source.mode,
         },
         "model": ctx.model,
         "preprocess": None,
@@ -196,18 +206,21 @@ def result_doc(result: ImageResult, ctx: RunContext) -> dict[str, Any]:
         {"class_index": p.class_index, "label": p.label, "logit": p.logit, "probability": p.probability}
         for p in result.predictions
     ]
-    doc["explanations"] = [{
-        "method": exp.method,
-        "class_index": exp.class_index,
-        "label": exp.label,
-        "rank": exp.rank,
-        "logit": exp.logit,
-        "probability": exp.probability,
-        "bbox": list(exp.bbox) if exp.bbox else None,
-        "peak": list(exp.peak) if exp.peak else None,
-        "params": exp.params,
-        "files": {},
-    } for exp in result.explanations]
+    doc["explanations"] = [
+        {
+            "method": exp.method,
+            "class_index": exp.class_index,
+            "label": exp.label,
+            "rank": exp.rank,
+            "logit": exp.logit,
+            "probability": exp.probability,
+            "bbox": list(exp.bbox) if exp.bbox else None,
+            "peak": list(exp.peak) if exp.peak else None,
+            "params": exp.params,
+            "files": {},
+        }
+        for exp in result.explanations
+    ]
     return doc
 
 
@@ -224,7 +237,7 @@ def _write_result(folder: Path, result: ImageResult, ctx: RunContext) -> dict[st
         if exp.input_map.dim() == 2 and {"overlay", "map"} & ctx.save:
             # One map at a time: at full resolution a 100-megapixel image's map alone is 400 MB.
             heat = maps.to_original(exp.input_map[None], geometry)[0].cpu().numpy()
-            if "overlay" in ctx.save:
+            if backdrop is not None:  # overlays are saved
                 files["overlay"] = f"{stem}_overlay.{ext}"
                 picture = render.overlay(prepared.image, backdrop, heat, seen, ctx.alpha, ctx.colormap, exp.bbox)
                 atomic_write(folder / files["overlay"], encode_picture(picture, ext))

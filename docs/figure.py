@@ -1,6 +1,6 @@
 """Rebuild docs/methods.jpg: every method on one sample image, from a real camcli run.
 
-    python docs/figure.py            # runs camcli explain on sample_images/chelsea.png, class "tiger cat"
+python docs/figure.py            # runs camcli explain on sample_images/chelsea.png, class "tiger cat"
 """
 
 from __future__ import annotations
@@ -22,8 +22,23 @@ def main() -> None:
     from camcli.methods import METHODS
 
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "camcli", "explain", str(ROOT / "sample_images" / IMAGE), "-o", tmp,
-                        "-q", "--class", CLASS, "--method", ",".join(METHODS)], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "camcli",
+                "explain",
+                str(ROOT / "sample_images" / IMAGE),
+                "-o",
+                tmp,
+                "-q",
+                "--class",
+                CLASS,
+                "--method",
+                ",".join(METHODS),
+            ],
+            check=True,
+        )
         folder = Path(tmp) / IMAGE
         doc = json.loads((folder / "explanation.json").read_text())
         tiles = [_tile(Image.open(ROOT / "sample_images" / IMAGE).convert("RGB"), "input")]

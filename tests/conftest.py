@@ -1,13 +1,37 @@
-"""Shared fixtures. Tests never download: bundled weights, saved weights or explicit random weights."""
+"""Shared fixtures. Tests never download: bundled weights, saved weights or explicit random weights.
+
+Hermetic: before anything reads them, HOME and every cache camcli or its libraries consult (torch hub,
+Hugging Face, XDG) point into one private temporary folder, so a machine whose caches already hold
+pretrained weights runs the same tests the same way, and no test reads or writes the user's files.
+"""
 
 from __future__ import annotations
 
+import atexit
+import os
 import shutil
-import warnings
+import sys
+import tempfile
 from pathlib import Path
 
-import pytest
-import torch
+_HOME = Path(tempfile.mkdtemp(prefix="camcli-tests-home-"))
+atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
+_CACHES = {
+    "HOME": _HOME,
+    "XDG_CACHE_HOME": _HOME / ".cache",
+    "XDG_CONFIG_HOME": _HOME / ".config",
+    "TORCH_HOME": _HOME / ".cache" / "torch",
+    "HF_HOME": _HOME / ".cache" / "huggingface",
+    "HF_HUB_CACHE": _HOME / ".cache" / "huggingface" / "hub",
+}
+if "huggingface_hub" in sys.modules:  # it reads HF_HUB_CACHE once, at import
+    raise RuntimeError("huggingface_hub was imported before tests/conftest.py could isolate its cache")
+for _name, _path in _CACHES.items():
+    os.environ[_name] = str(_path)
+os.environ.pop("HUGGINGFACE_HUB_CACHE", None)  # the older spelling would win over HF_HUB_CACHE
+
+import pytest  # noqa: E402  (after the environment above, which imports may read)
+import torch  # noqa: E402
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_images"
 
@@ -24,7 +48,22 @@ def lite0():
     return load_model("tf_efficientnet_lite0")
 
 
-@pytest.fixture()
+@pytest.fixture
+def empty_caches(monkeypatch, tmp_path):
+    """No pretrained weights cached anywhere, and no network: a download attempt fails the test."""
+    import socket
+
+    import huggingface_hub.constants
+
+    def no_network(*args, **kwargs):
+        raise AssertionError(f"a test tried to reach the network: {args}")
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+
+
+@pytest.fixture
 def sample_copy(tmp_path: Path) -> Path:
     """A private copy of a few sample images, safe to add bad files to."""
     folder = tmp_path / "images"
@@ -34,24 +73,27 @@ def sample_copy(tmp_path: Path) -> Path:
     return folder
 
 
-@pytest.fixture(autouse=True)
-def _quiet_oracles():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        warnings.simplefilter("ignore", FutureWarning)
-        yield
-
-
 def hook_counts(model: torch.nn.Module) -> list[int]:
     return [
-        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+        len(m._forward_hooks)
+        + len(m._forward_pre_hooks)
+        + len(m._backward_hooks)
         + len(getattr(m, "_backward_pre_hooks", {}))
         for m in model.modules()
     ]
 
 
-def explain_tensors(model: torch.nn.Module, layers, x: torch.Tensor, methods, classes=None, k: int = 2,
-                    channels_last: bool = False, batch_size: int = 8, **settings):
+def explain_tensors(
+    model: torch.nn.Module,
+    layers,
+    x: torch.Tensor,
+    methods,
+    classes=None,
+    k: int = 2,
+    channels_last: bool = False,
+    batch_size: int = 8,
+    **settings,
+):
     """camcli's engine on tensors: ``layers`` names (None: the default layer), ``classes`` B×K, a chooser
     (class scores → B×K) or None for the top ``k``. Returns the ``Explained`` batch."""
     from camcli.explainer import BatchExplainer
@@ -67,6 +109,12 @@ def explain_tensors(model: torch.nn.Module, layers, x: torch.Tensor, methods, cl
         choose = lambda scores: classes  # noqa: E731
     else:
         choose = lambda scores: scores.topk(k, dim=1).indices  # noqa: E731
-    with BatchExplainer(model, [(i.name, i.layout) for i in infos], list(methods), Settings(size, **settings),
-                   batch_size=batch_size, channels_last=channels_last) as explainer:
+    with BatchExplainer(
+        model,
+        [(i.name, i.layout) for i in infos],
+        list(methods),
+        Settings(size, **settings),
+        batch_size=batch_size,
+        channels_last=channels_last,
+    ) as explainer:
         return explainer(x, choose)

@@ -45,7 +45,8 @@ def test_sample_run_succeeds(sample_run, samples):
     assert all(line["status"] == "ok" and (out / line["json"]).is_file() for line in lines)
     run_doc = json.loads((out / "run.json").read_text())
     assert run_doc["counts"] == {"ok": len(images), "failed": 0, "skipped": 0, "total": len(images)}
-    assert run_doc["model"]["weights"].startswith("bundled:") and run_doc["status"] == "complete"
+    assert run_doc["model"]["weights"].startswith("bundled:")
+    assert run_doc["status"] == "complete"
 
 
 def test_cat_is_found_and_boxed(sample_run):
@@ -55,16 +56,19 @@ def test_cat_is_found_and_boxed(sample_run):
     top = next(e for e in doc["explanations"] if e["rank"] == 1)
     x0, y0, x1, y1 = top["bbox"]
     for x, y in CAT_POINTS:
-        assert x0 <= x < x1 and y0 <= y < y1
-    assert x0 <= top["peak"][0] < x1 and y0 <= top["peak"][1] < y1
+        assert x0 <= x < x1
+        assert y0 <= y < y1
+    assert x0 <= top["peak"][0] < x1
+    assert y0 <= top["peak"][1] < y1
 
 
 def test_box_is_the_papers_rule_on_the_saved_raw_map(sample_run):
     """15% of the upsampled map's own max (not of a rescaled map), largest segment, mapped back."""
     import torch
+
     from camcli.maps import box_on_original, largest_segment
-    from camcli.preprocess import geometry_for
     from camcli.models import load_model
+    from camcli.preprocess import geometry_for
 
     _, out = sample_run
     data = load_model("tf_efficientnet_lite0", random_weights=True).data
@@ -73,8 +77,9 @@ def test_box_is_the_papers_rule_on_the_saved_raw_map(sample_run):
         geometry, _ = geometry_for(doc["source"]["width"], doc["source"]["height"], data)
         for exp in doc["explanations"]:
             raw = torch.from_numpy(np.load(out / name / exp["files"]["raw_map"]))
-            up = torch.nn.functional.interpolate(raw[None, None], size=(224, 224), mode="bilinear",
-                                                 align_corners=False)[0, 0].numpy()
+            up = torch.nn.functional.interpolate(
+                raw[None, None], size=(224, 224), mode="bilinear", align_corners=False
+            )[0, 0].numpy()
             expected = box_on_original(largest_segment(up >= 0.15 * up.max()), geometry)
             assert tuple(exp["bbox"]) == expected
 
@@ -87,28 +92,45 @@ def test_espresso(sample_run):
 def test_json_and_files_are_as_documented(sample_run):
     _, out = sample_run
     doc = load(out, "chelsea.png")
-    assert doc["schema_version"] == 1 and doc["status"] == "ok" and doc["error"] is None
-    assert doc["source"]["width"] == 451 and doc["source"]["height"] == 300 and len(doc["source"]["sha256"]) == 64
-    assert doc["model"] == {"name": "tf_efficientnet_lite0", "weights": doc["model"]["weights"],
-                            "target_layer": "bn2", "input_size": [224, 224], "num_classes": 1000, "head": "softmax",
-                            "layers": [{"name": "bn2", "layout": "nchw", "grid": [7, 7]}]}
+    assert doc["schema_version"] == 1
+    assert doc["status"] == "ok"
+    assert doc["error"] is None
+    assert doc["source"]["width"] == 451
+    assert doc["source"]["height"] == 300
+    assert len(doc["source"]["sha256"]) == 64
+    assert doc["model"] == {
+        "name": "tf_efficientnet_lite0",
+        "weights": doc["model"]["weights"],
+        "target_layer": "bn2",
+        "input_size": [224, 224],
+        "num_classes": 1000,
+        "head": "softmax",
+        "layers": [{"name": "bn2", "layout": "nchw", "grid": [7, 7]}],
+    }
     assert len(doc["preprocess"]["crop_box"]) == 4
     assert len(doc["predictions"]) == 5
     probs = [p["probability"] for p in doc["predictions"]]
     assert probs == sorted(probs, reverse=True)
     assert [e["rank"] for e in doc["explanations"]] == [1, 2, 3]
     for exp in doc["explanations"]:
-        assert exp["method"] == "gradcam" and set(exp["files"]) == {"overlay", "raw_map"}  # the default --save
+        assert exp["method"] == "gradcam"
+        assert set(exp["files"]) == {"overlay", "raw_map"}
         raw = np.load(out / "chelsea.png" / exp["files"]["raw_map"])
         full = full_map(out / "chelsea.png" / "explanation.json", exp)
-        assert raw.dtype == np.float32 and raw.shape == (7, 7) and raw.min() >= 0
-        assert full.dtype == np.float32 and full.shape == (300, 451)
-        assert full.min() >= 0 and full.max() <= 1 and full.max() > 0.95
+        assert raw.dtype == np.float32
+        assert raw.shape == (7, 7)
+        assert raw.min() >= 0
+        assert full.dtype == np.float32
+        assert full.shape == (300, 451)
+        assert full.min() >= 0
+        assert full.max() <= 1
+        assert full.max() > 0.95
         with Image.open(out / "chelsea.png" / exp["files"]["overlay"]) as overlay:
             assert overlay.size == (451, 300)
     # the model never saw the left and right margins of the 3:2 photo: map 0, overlay dimmed
     full = full_map(out / "chelsea.png" / "explanation.json", 0)
-    assert full[:, :90].max() == 0 and full[:, 360:].max() == 0
+    assert full[:, :90].max() == 0
+    assert full[:, 360:].max() == 0
     original = np.asarray(Image.open(Path(doc["source"]["path"])).convert("RGB"), np.float32)
     overlay = np.asarray(Image.open(out / "chelsea.png" / doc["explanations"][0]["files"]["overlay"]), np.float32)
     assert overlay[:, :80].mean() < 0.5 * original[:, :80].mean()
@@ -120,52 +142,62 @@ def test_bad_file_fails_alone(sample_copy, tmp_path):
     result = run("explain", str(sample_copy), "--out", str(out), "--top-k", "1")
     assert result.exit_code == 1
     bad = load(out, "broken.jpg")
-    assert bad["status"] == "error" and bad["error"]["type"] == "ImageError"
+    assert bad["status"] == "error"
+    assert bad["error"]["type"] == "ImageError"
     assert "not a readable image" in bad["error"]["message"].lower()
     assert load(out, "coffee.png")["status"] == "ok"
     run_doc = json.loads((out / "run.json").read_text())
-    assert run_doc["counts"]["failed"] == 1 and run_doc["failures"][0]["path"].endswith("broken.jpg")
+    assert run_doc["counts"]["failed"] == 1
+    assert run_doc["failures"][0]["path"].endswith("broken.jpg")
 
 
 def test_classes_by_name_and_index(sample_copy, tmp_path):
     out = tmp_path / "out"
-    result = run("explain", str(sample_copy / "coffee.png"), "--out", str(out), "-q",
-                 "--class", "ESPRESSO", "--class", "504", "--top-k", "2")
+    result = run(
+        "explain",
+        str(sample_copy / "coffee.png"),
+        "--out",
+        str(out),
+        "-q",
+        "--class",
+        "ESPRESSO",
+        "--class",
+        "504",
+        "--top-k",
+        "2",
+    )
     assert result.exit_code == 0, result.output
     exps = load(out, "coffee.png")["explanations"]
     assert [(e["class_index"], e["rank"]) for e in exps] == [(967, None), (504, None), (968, 2)]
 
 
-@pytest.fixture()
-def empty_caches(monkeypatch, tmp_path):
-    """No pretrained weights cached anywhere, whatever this machine has."""
-    import huggingface_hub.constants
-
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-
-
-@pytest.mark.parametrize("args,message", [
-    (["--model", "resnet_18"], "Did you mean"),
-    (["--model", "resnet18"], "--weights"),
-    (["--class", "espreso"], "'espresso'"),
-    (["--layer", "bn_2"], "bn2"),
-    (["--top-k", "0"], "Nothing to explain"),
-    (["--device", "cuda:7"], "--device cpu"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "resnet_18"], "Did you mean"),
+        (["--model", "resnet18"], "--weights"),
+        (["--class", "espreso"], "'espresso'"),
+        (["--layer", "bn_2"], "bn2"),
+        (["--top-k", "0"], "Nothing to explain"),
+        (["--device", "cuda:7"], "--device cpu"),
+    ],
+)
 def test_usage_errors_exit_2_with_advice(args, message, sample_copy, tmp_path, empty_caches):
     if "cuda:7" in args:
         import torch
+
         if torch.cuda.device_count() > 7:
             pytest.skip("machine has 8+ GPUs")
     result = CliRunner().invoke(cli, ["explain", str(sample_copy), "--out", str(tmp_path / "o"), *args])
     assert result.exit_code == 2, result.output
-    assert message in result.output and "Traceback" not in result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
 
 
 def test_missing_input_exits_2(tmp_path):
     result = CliRunner().invoke(cli, ["explain", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
-    assert result.exit_code == 2 and "does not exist" in result.output
+    assert result.exit_code == 2
+    assert "does not exist" in result.output
 
 
 def test_layers_and_models_commands():
@@ -182,8 +214,12 @@ def test_layers_and_models_commands():
 def test_console_script(tmp_path, samples):
     exe = Path(sys.executable).with_name("camcli")
     command = [str(exe)] if exe.exists() else [shutil.which("camcli") or "camcli"]
-    done = subprocess.run([*command, "explain", str(samples / "coffee.png"), "--out", str(tmp_path / "o"), "--top-k", "1"],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [*command, "explain", str(samples / "coffee.png"), "--out", str(tmp_path / "o"), "--top-k", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout == ""  # progress and summary go to stderr
     assert "1 image: 1 ok" in done.stderr
@@ -191,9 +227,21 @@ def test_console_script(tmp_path, samples):
 
 def test_all_methods(sample_copy, tmp_path):
     out = tmp_path / "out"
-    result = run("explain", str(sample_copy / "chelsea.png"), "--out", str(out), "-q", "--top-k", "1",
-                 "--method", "gradcam,counterfactual", "--method", "guided-backprop,guided-gradcam",
-                 "--save", "overlay,map,raw_map")
+    result = run(
+        "explain",
+        str(sample_copy / "chelsea.png"),
+        "--out",
+        str(out),
+        "-q",
+        "--top-k",
+        "1",
+        "--method",
+        "gradcam,counterfactual",
+        "--method",
+        "guided-backprop,guided-gradcam",
+        "--save",
+        "overlay,map,raw_map",
+    )
     assert result.exit_code == 0, result.output
     folder = out / "chelsea.png"
     exps = load(out, "chelsea.png")["explanations"]
@@ -204,17 +252,21 @@ def test_all_methods(sample_copy, tmp_path):
         assert np.load(folder / exp["files"]["raw_map"]).shape == (7, 7)
         assert np.load(folder / exp["files"]["map"]).shape == (300, 451)
     for exp in exps[2:]:
-        assert set(exp["files"]) == {"image", "raw_map"} and exp["bbox"] is None
+        assert set(exp["files"]) == {"image", "raw_map"}
+        assert exp["bbox"] is None
         assert np.load(folder / exp["files"]["raw_map"]).shape == (3, 224, 224)
         with Image.open(folder / exp["files"]["image"]) as image:
-            assert image.size == (451, 300) and image.mode == "RGB"
+            assert image.size == (451, 300)
+            assert image.mode == "RGB"
             assert image.getpixel((5, 5)) == (128, 128, 128)  # outside the crop: neutral grey
     raw_gb = np.load(folder / exps[2]["files"]["raw_map"])
     raw_ggc = np.load(folder / exps[3]["files"]["raw_map"])
     cam = np.load(folder / exps[0]["files"]["raw_map"])
     import torch
-    up = torch.nn.functional.interpolate(torch.from_numpy(cam)[None, None], size=(224, 224), mode="bilinear",
-                                         align_corners=False)[0, 0].numpy()
+
+    up = torch.nn.functional.interpolate(
+        torch.from_numpy(cam)[None, None], size=(224, 224), mode="bilinear", align_corners=False
+    )[0, 0].numpy()
     assert np.allclose(raw_ggc, raw_gb * up[None], atol=1e-6 * np.abs(raw_ggc).max())
 
 
@@ -222,22 +274,37 @@ def test_unknown_method_exits_2(sample_copy, tmp_path):
     from camcli.methods import METHODS
 
     assert "no-such-method" not in METHODS
-    result = CliRunner().invoke(cli, ["explain", str(sample_copy), "-o", str(tmp_path / "o"), "--method",
-                                      "gradcam,no-such-method"])
-    assert result.exit_code == 2 and "Unknown method 'no-such-method'" in result.output
+    result = CliRunner().invoke(
+        cli, ["explain", str(sample_copy), "-o", str(tmp_path / "o"), "--method", "gradcam,no-such-method"]
+    )
+    assert result.exit_code == 2
+    assert "Unknown method 'no-such-method'" in result.output
     assert all(name in result.output for name in METHODS)
 
 
 def test_guided_with_reduced_precision(sample_copy, tmp_path):
     out = tmp_path / "out"
-    result = run("explain", str(sample_copy / "coffee.png"), "-o", str(out), "-q", "--top-k", "2",
-                 "--precision", "bf16", "--method", "gradcam,guided-gradcam")
+    result = run(
+        "explain",
+        str(sample_copy / "coffee.png"),
+        "-o",
+        str(out),
+        "-q",
+        "--top-k",
+        "2",
+        "--precision",
+        "bf16",
+        "--method",
+        "gradcam,guided-gradcam",
+    )
     assert result.exit_code == 0, result.output
     for exp in load(out, "coffee.png")["explanations"]:
         assert np.isfinite(np.load(out / "coffee.png" / exp["files"]["raw_map"])).all()
-    result = CliRunner().invoke(cli, ["explain", str(sample_copy), "-o", str(out), "--precision", "fp16",
-                                      "--device", "cpu"])
-    assert result.exit_code == 2 and "bf16" in result.output
+    result = CliRunner().invoke(
+        cli, ["explain", str(sample_copy), "-o", str(out), "--precision", "fp16", "--device", "cpu"]
+    )
+    assert result.exit_code == 2
+    assert "bf16" in result.output
 
 
 def test_one_unwritable_overlay_fails_that_image_only(sample_copy, tmp_path):
@@ -246,29 +313,52 @@ def test_one_unwritable_overlay_fails_that_image_only(sample_copy, tmp_path):
     result = run("explain", str(sample_copy), "-o", str(out), "-q", "--top-k", "1", "--overlay-format", "webp")
     assert result.exit_code == 1
     wide = load(out, "wide.png")
-    assert wide["status"] == "error" and wide["error"]["type"] == "WriteError"
+    assert wide["status"] == "error"
+    assert wide["error"]["type"] == "WriteError"
     assert load(out, "coffee.png")["status"] == "ok"
     assert (out / "coffee.png" / load(out, "coffee.png")["explanations"][0]["files"]["overlay"]).suffix == ".webp"
     assert json.loads((out / "run.json").read_text())["counts"] == {"ok": 2, "failed": 1, "skipped": 0, "total": 3}
 
 
-def test_thin_image_stays_small(sample_copy, tmp_path):
-    import resource
+PEAK_RSS = """
+import resource, sys
+from camcli.cli import main
+try:
+    main()  # click reads the arguments from sys.argv
+except SystemExit as stop:
+    code = stop.code
+print("peak_kib", code, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
 
-    Image.new("RGB", (1, 5000), "gray").save(sample_copy / "strip.png")
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    result = run("explain", str(sample_copy / "strip.png"), "-o", str(tmp_path / "o"), "-q", "--top-k", "1")
-    assert result.exit_code == 0
-    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
-    assert grown_mib < 500  # resizing the whole strip first would take ~1.8 GB
-    assert full_map(tmp_path / "o" / "strip.png" / "explanation.json", 0).shape == (5000, 1)
+
+def _peak_mib(*args: str) -> float:
+    """A fresh interpreter's peak resident memory over one ``camcli`` run: nothing else raised it."""
+    done = subprocess.run([sys.executable, "-c", PEAK_RSS, *args], capture_output=True, text=True, check=True)
+    _, code, kib = done.stdout.split()[-3:]
+    assert code in ("0", "None"), done.stderr
+    return int(kib) / 1024
 
 
-@pytest.mark.parametrize("make,message", [
-    (lambda d: (d / "notes.heic").write_bytes(b"x"), "No images found"),
-    (lambda d: (d / "labels.txt").write_bytes(b"caf\xe9\n"), "UTF-8"),
-    (lambda d: (d / "run.json").write_bytes(b"x"), "camcli's own run file"),
-])
+def test_thin_image_stays_small(tmp_path):
+    """A 1×5000 strip is cut, then resized: resizing the whole strip first would take ~1.8 GB."""
+    for name, size in (("square.png", (64, 64)), ("strip.png", (1, 5000))):
+        (tmp_path / name[:-4]).mkdir()
+        Image.new("RGB", size, "gray").save(tmp_path / name[:-4] / name)
+    common = ("-q", "--top-k", "1", "--batch-size", "1")
+    square = _peak_mib("explain", str(tmp_path / "square"), "-o", str(tmp_path / "o1"), *common)
+    strip = _peak_mib("explain", str(tmp_path / "strip"), "-o", str(tmp_path / "o2"), *common)
+    assert strip - square < 300
+    assert full_map(tmp_path / "o2" / "strip.png" / "explanation.json", 0).shape == (5000, 1)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda d: (d / "notes.heic").write_bytes(b"x"), "No images found"),
+        (lambda d: (d / "labels.txt").write_bytes(b"caf\xe9\n"), "UTF-8"),
+        (lambda d: (d / "run.json").write_bytes(b"x"), "camcli's own run file"),
+    ],
+)
 def test_more_usage_errors(make, message, tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
@@ -281,19 +371,32 @@ def test_more_usage_errors(make, message, tmp_path):
         args[1] = str(folder / "run.json")
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2, result.output
-    assert message in result.output and "Traceback" not in result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
 
 
 def test_save_selects_outputs(sample_copy, tmp_path):
     out = tmp_path / "out"
-    result = run("explain", str(sample_copy / "coffee.png"), "-o", str(out), "-q", "--top-k", "1",
-                 "--save", "raw_map", "--overlay-format", "jpg")
+    result = run(
+        "explain",
+        str(sample_copy / "coffee.png"),
+        "-o",
+        str(out),
+        "-q",
+        "--top-k",
+        "1",
+        "--save",
+        "raw_map",
+        "--overlay-format",
+        "jpg",
+    )
     assert result.exit_code == 0
     exp = load(out, "coffee.png")["explanations"][0]
     assert set(exp["files"]) == {"raw_map"}
     assert sorted(p.name for p in (out / "coffee.png").iterdir()) == ["explanation.json", exp["files"]["raw_map"]]
     bad = CliRunner().invoke(cli, ["explain", str(sample_copy), "-o", str(out), "--save", "heatmap"])
-    assert bad.exit_code == 2 and "overlay,map,raw_map" in bad.output
+    assert bad.exit_code == 2
+    assert "overlay,map,raw_map" in bad.output
 
 
 def test_stdin_and_odd_file_names(sample_copy, tmp_path):
@@ -309,8 +412,12 @@ def test_stdin_and_odd_file_names(sample_copy, tmp_path):
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["source"]["path"].rsplit("/", 1)[1] for line in lines] == ["café ☕.png", "caf\\xe9.png"]
     assert (out / "café ☕.png" / "explanation.json").is_file()
-    assert sorted(p.name for p in out.iterdir() if p.is_file()) == [".camcli-lock", ".camcli-output", "run.json",
-                                                                  "summary.jsonl"]
+    assert sorted(p.name for p in out.iterdir() if p.is_file()) == [
+        ".camcli-lock",
+        ".camcli-output",
+        "run.json",
+        "summary.jsonl",
+    ]
     assert len([p for p in out.iterdir() if p.is_dir()]) == 2  # one folder per image
 
 

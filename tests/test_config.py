@@ -20,8 +20,10 @@ def invoke(*args: str):
 
 def test_config_supplies_defaults_and_command_line_wins(sample_copy, tmp_path):
     config = tmp_path / "run.toml"
-    config.write_text(f'inputs = ["{sample_copy / "coffee.png"}"]\ntop-k = 2\nout = "{tmp_path / "o"}"\n'
-                      'save = ["raw_map"]\nquiet = true\n')
+    config.write_text(
+        f'inputs = ["{sample_copy / "coffee.png"}"]\ntop-k = 2\nout = "{tmp_path / "o"}"\n'
+        'save = ["raw_map"]\nquiet = true\n'
+    )
     result = invoke("explain", "--config", str(config))
     assert result.exit_code == 0, result.output
     doc = json.loads((tmp_path / "o" / "coffee.png" / "explanation.json").read_text())
@@ -35,15 +37,19 @@ def test_config_supplies_defaults_and_command_line_wins(sample_copy, tmp_path):
     assert [e["rank"] for e in doc["explanations"]] == [1]  # --top-k and the input from the command line
 
 
-@pytest.mark.parametrize("text,message", [
-    ("topk = 2\n", "unknown key 'topk'"),
-    ("top-k = [\n", "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("topk = 2\n", "unknown key 'topk'"),
+        ("top-k = [\n", "not valid TOML"),
+    ],
+)
 def test_bad_config_is_a_usage_error(text, message, tmp_path, sample_copy):
     config = tmp_path / "bad.toml"
     config.write_text(text)
     result = invoke("explain", str(sample_copy), "--config", str(config))
-    assert result.exit_code == 2 and message in result.output
+    assert result.exit_code == 2
+    assert message in result.output
     if "topk" in text:
         assert "top_k" in result.output  # the suggestion
 
@@ -57,8 +63,7 @@ def test_shipped_configs_are_valid(name, sample_copy, tmp_path, monkeypatch):
 
 
 def test_json_lines_on_stdout_only(sample_copy, tmp_path):
-    result = CliRunner().invoke(cli, ["explain", str(sample_copy), "-o", str(tmp_path / "o"), "--json",
-                                      "--top-k", "1"])
+    result = CliRunner().invoke(cli, ["explain", str(sample_copy), "-o", str(tmp_path / "o"), "--json", "--top-k", "1"])
     assert result.exit_code == 0
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [Path(line["source"]["path"]).name for line in lines] == ["chelsea.png", "coffee.png"]
@@ -71,8 +76,11 @@ def test_ci_gate_config_is_a_real_gate(tmp_path, monkeypatch):
     result = invoke("evaluate", "--config", "configs/ci-gate.toml", "sample_images", "-o", str(tmp_path / "gate"))
     assert result.exit_code == 0, result.output
     doc = json.loads((tmp_path / "gate" / "metrics.json").read_text())
-    assert doc["passed"] and len(doc["gates"]) == 3 and doc["images"] == 7
+    assert doc["passed"]
+    assert len(doc["gates"]) == 3
+    assert doc["images"] == 7
     strict = tmp_path / "strict.toml"
     strict.write_text((CONFIGS / "ci-gate.toml").read_text().replace("min-energy = 0.5", "min-energy = 0.99"))
     result = invoke("evaluate", "--config", str(strict), "sample_images", "-o", str(tmp_path / "gate"))
-    assert result.exit_code == 4 and "min-energy" in result.output
+    assert result.exit_code == 4
+    assert "min-energy" in result.output

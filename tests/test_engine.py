@@ -51,10 +51,12 @@ def test_model_left_as_it_was_after_every_method_and_on_error(resnet):
     x = torch.randn(2, 3, 64, 64)
     explain_tensors(resnet, "layer4", x, ALL, k=2, occlusion_window=32, occlusion_stride=32)
     _assert_same(before, _state(resnet))
+
+    def explode(scores):
+        raise RuntimeError("boom")
+
     for channels_last in (False, True):
         with pytest.raises(RuntimeError, match="boom"):
-            def explode(scores):
-                raise RuntimeError("boom")
             explain_tensors(resnet, "layer4", x, ALL, classes=explode, channels_last=channels_last)
         _assert_same(before, _state(resnet))
     resnet.eval()
@@ -80,8 +82,9 @@ def test_model_left_as_it_was_when_a_perturbation_forward_fails(resnet, method):
     model = _Exploding(resnet)
     before = _state(model)
     with pytest.raises(RuntimeError, match="boom"):
-        explain_tensors(model, "inner.layer4", torch.randn(1, 3, 64, 64), [method], k=1, occlusion_window=32,
-                        occlusion_stride=32)
+        explain_tensors(
+            model, "inner.layer4", torch.randn(1, 3, 64, 64), [method], k=1, occlusion_window=32, occlusion_stride=32
+        )
     _assert_same(before, _state(model))
 
 
@@ -130,9 +133,9 @@ def test_layer_called_twice_is_rejected():
     shared = nn.Conv2d(3, 3, 3, padding=1)
     model = nn.Sequential(shared, nn.ReLU(), shared, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 4))
     # nn.Sequential registers the same module once; name it and call twice through the index.
-    with pytest.raises(LayerError, match="more than once"):
-        with Capture(model, [("0", Layout())], Needs(layer_gradients=True)) as capture:
-            capture(torch.randn(1, 3, 8, 8), lambda scores: scores.topk(1, dim=1).indices)
+    capture = Capture(model, [("0", Layout())], Needs(layer_gradients=True))
+    with pytest.raises(LayerError, match="more than once"), capture:
+        capture(torch.randn(1, 3, 8, 8), lambda scores: scores.topk(1, dim=1).indices)
     assert hook_counts(model) == [0] * len(list(model.modules()))
 
 
@@ -163,7 +166,8 @@ def test_input_map():
     cams[0, 0, 3, 3] = 2.0
     up = input_map(cams, (224, 224))
     assert up.shape == (1, 2, 224, 224)
-    assert float(up[0, 0].max()) == pytest.approx(1.0) and float(up[0, 0].min()) == 0.0
+    assert float(up[0, 0].max()) == pytest.approx(1.0)
+    assert float(up[0, 0].min()) == 0.0
     assert float(up[0, 1].abs().max()) == 0.0  # constant map: no evidence
 
 
@@ -194,7 +198,8 @@ def test_ablation_runs_from_the_layer_up_only_where_exact(resnet, monkeypatch):
 
     monkeypatch.setattr(Probe, "_replaced", spy)
     tail = explain_tensors(resnet, "layer3", x, ["ablationcam"], classes=classes).maps["ablationcam"].raw
-    assert fed[0] == 1 and fed[1] == 1  # the check, then the part below the layer runs on one image
+    assert fed[0] == 1
+    assert fed[1] == 1
     monkeypatch.setattr(Probe, "_tail_is_exact", lambda *args: False)  # force whole forwards
     fed.clear()
     whole = explain_tensors(resnet, "layer3", x, ["ablationcam"], classes=classes).maps["ablationcam"].raw
@@ -209,6 +214,11 @@ def test_transformer_layers_become_feature_maps():
     assert (info.name, info.layout.kind, info.layout.grid) == ("norm", "nhwc", (7, 7))
     vit = load_model("vit_tiny_patch16_224", random_weights=True).model
     info = resolve_layer(vit, (224, 224))
-    assert (info.name, info.layout.kind, info.layout.grid, info.layout.prefix) == ("blocks.11.norm1", "tokens", (14, 14), 1)
+    assert (info.name, info.layout.kind, info.layout.grid, info.layout.prefix) == (
+        "blocks.11.norm1",
+        "tokens",
+        (14, 14),
+        1,
+    )
     with pytest.raises(LayerError, match="attention"):
         resolve_layer(vit, (224, 224), "blocks.11.attn.qkv")

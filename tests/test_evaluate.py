@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 from PIL import Image
 
@@ -68,15 +67,32 @@ def planted(tmp_path_factory) -> dict:
         wrong.append(f"images/square{i}.png,square,{','.join(map(str, ELSEWHERE))}")
     (root / "truth.csv").write_text("\n".join(rows) + "\n")
     (root / "wrong.csv").write_text("\n".join(wrong) + "\n")
-    model = ["-m", f"{root / 'planted.py'}:build", "--random-weights", "--labels", str(root / "labels.txt"),
-             "--input-size", "64", "--crop-pct", "1.0", "--mean", "0,0,0", "--std", "1,1,1", "--interpolation", "bilinear",
-             "--layer", "features"]  # the score reads a quarter of the grid: no default layer, as camcli says
+    model = [
+        "-m",
+        f"{root / 'planted.py'}:build",
+        "--random-weights",
+        "--labels",
+        str(root / "labels.txt"),
+        "--input-size",
+        "64",
+        "--crop-pct",
+        "1.0",
+        "--mean",
+        "0,0,0",
+        "--std",
+        "1,1,1",
+        "--interpolation",
+        "bilinear",
+        "--layer",
+        "features",
+    ]  # the score reads a quarter of the grid: no default layer, as camcli says
     return {"root": root, "images": images, "model": model}
 
 
 def evaluate(planted: dict, out: Path, *args: str):
-    return CliRunner().invoke(cli, ["evaluate", str(planted["images"]), "-o", str(out), "-q", *planted["model"],
-                                    *map(str, args)])
+    return CliRunner().invoke(
+        cli, ["evaluate", str(planted["images"]), "-o", str(out), "-q", *planted["model"], *map(str, args)]
+    )
 
 
 def metrics(out: Path) -> dict:
@@ -85,31 +101,48 @@ def metrics(out: Path) -> dict:
 
 def test_known_answers_for_every_metric(planted, tmp_path):
     out = tmp_path / "right"
-    result = evaluate(planted, out, "--annotations", planted["root"] / "truth.csv", "--faithfulness", "--steps", "20",
-                      "--method", "gradcam,layercam")
+    result = evaluate(
+        planted,
+        out,
+        "--annotations",
+        planted["root"] / "truth.csv",
+        "--faithfulness",
+        "--steps",
+        "20",
+        "--method",
+        "gradcam,layercam",
+    )
     assert result.exit_code == 0, result.output
     doc = metrics(out)
-    assert doc["images"] == 3 and doc["classification"] == {"top1": 1.0, "top5": 1.0}
+    assert doc["images"] == 3
+    assert doc["classification"] == {"top1": 1.0, "top5": 1.0}
     for method in ("gradcam", "layercam"):
         m = doc["methods"][method]
-        assert m["localization"]["top1_loc_error"] == 0.0 and m["localization"]["gt_known_loc_accuracy"] == 1.0
-        assert m["localization"]["threshold"] == 0.15 and m["localization"]["iou"] == 0.5
+        assert m["localization"]["top1_loc_error"] == 0.0
+        assert m["localization"]["gt_known_loc_accuracy"] == 1.0
+        assert m["localization"]["threshold"] == 0.15
+        assert m["localization"]["iou"] == 0.5
         assert m["pointing_game"] == {"accuracy": 1.0, "tolerance_px": 15.0}
         assert m["energy_pointing_game"] > 0.9
         # Deleting the square first drops the score at once; inserting it first raises it at once.
         assert m["deletion_auc"] < 0.65 < 0.9 < m["insertion_auc"]
         # The map dims the square's edges below the detector's 0.9 threshold: confidence falls to 0.5.
-        assert 0 <= m["average_drop"] <= 100 and 0 <= m["increase_in_confidence"] <= 100
+        assert 0 <= m["average_drop"] <= 100
+        assert 0 <= m["increase_in_confidence"] <= 100
     lines = [json.loads(line) for line in (out / "per_image.jsonl").read_text().splitlines()]
-    assert len(lines) == 3 and all(line["pointing_hit"] for line in lines)
+    assert len(lines) == 3
+    assert all(line["pointing_hit"] for line in lines)
     assert doc["protocol"]["faithfulness"]["deletion_substrate"].startswith("0 in normalized space")
 
     wrong = tmp_path / "wrong"
-    result = CliRunner().invoke(cli, ["evaluate", "--from", str(out), "-o", str(wrong), "-q",
-                                      "--annotations", str(planted["root"] / "wrong.csv")])
+    result = CliRunner().invoke(
+        cli,
+        ["evaluate", "--from", str(out), "-o", str(wrong), "-q", "--annotations", str(planted["root"] / "wrong.csv")],
+    )
     assert result.exit_code == 0, result.output
     m = metrics(wrong)["methods"]["gradcam"]
-    assert m["localization"]["top1_loc_error"] == 1.0 and m["pointing_game"]["accuracy"] == 0.0
+    assert m["localization"]["top1_loc_error"] == 1.0
+    assert m["pointing_game"]["accuracy"] == 0.0
     assert m["energy_pointing_game"] < 0.05
     assert "deletion_auc" not in m  # --from recomputes nothing it does not hold; faithfulness was not asked for
 
@@ -118,33 +151,53 @@ def test_gates_exit_4_and_name_what_failed(planted, tmp_path):
     truth = ["--annotations", planted["root"] / "truth.csv"]
     passed = evaluate(planted, tmp_path / "a", *truth, "--min-pointing-game", "0.9", "--max-loc-error", "0.1")
     assert passed.exit_code == 0, passed.output
-    failed = evaluate(planted, tmp_path / "b", "--annotations", planted["root"] / "wrong.csv",
-                      "--min-pointing-game", "gradcam:0.5")
+    failed = evaluate(
+        planted, tmp_path / "b", "--annotations", planted["root"] / "wrong.csv", "--min-pointing-game", "gradcam:0.5"
+    )
     assert failed.exit_code == 4
-    assert "min-pointing-game" in failed.output and "FAIL" in failed.output
+    assert "min-pointing-game" in failed.output
+    assert "FAIL" in failed.output
     not_computed = evaluate(planted, tmp_path / "c", *truth, "--min-insertion-auc", "0.5")
-    assert not_computed.exit_code == 4 and "not computed" in not_computed.output
+    assert not_computed.exit_code == 4
+    assert "not computed" in not_computed.output
     doc = metrics(tmp_path / "c")
-    assert doc["passed"] is False and doc["gates"][0]["reason"].startswith("not computed")
+    assert doc["passed"] is False
+    assert doc["gates"][0]["reason"].startswith("not computed")
 
 
 def test_gates_from_a_config_file(planted, tmp_path):
     config = tmp_path / "gate.toml"
     config.write_text(f'[evaluate]\nannotations = "{planted["root"] / "wrong.csv"}"\n[gates]\nmin-energy = 0.5\n')
     result = evaluate(planted, tmp_path / "o", "--config", config)
-    assert result.exit_code == 4 and "min-energy" in result.output
+    assert result.exit_code == 4
+    assert "min-energy" in result.output
 
 
 def test_sanity_randomizing_the_weights_changes_the_map(samples, tmp_path):
     truth = tmp_path / "truth.csv"
-    truth.write_text("path,class,x0,y0,x1,y1\n"
-                     f"{samples / 'chelsea.png'},tiger cat,80,0,380,300\n{samples / 'coffee.png'},espresso,100,20,500,330\n")
+    truth.write_text(
+        "path,class,x0,y0,x1,y1\n"
+        f"{samples / 'chelsea.png'},tiger cat,80,0,380,300\n{samples / 'coffee.png'},espresso,100,20,500,330\n"
+    )
     out = tmp_path / "out"
-    result = CliRunner().invoke(cli, ["evaluate", str(samples / "chelsea.png"), str(samples / "coffee.png"), "-o",
-                                      str(out), "-q", "--annotations", str(truth), "--sanity"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "evaluate",
+            str(samples / "chelsea.png"),
+            str(samples / "coffee.png"),
+            "-o",
+            str(out),
+            "-q",
+            "--annotations",
+            str(truth),
+            "--sanity",
+        ],
+    )
     assert result.exit_code == 0, result.output
     steps = metrics(out)["methods"]["gradcam"]["sanity"]
-    assert steps[0]["step"] == "classifier" and len(steps) > 5
+    assert steps[0]["step"] == "classifier"
+    assert len(steps) > 5
     assert steps[-1]["spearman"] < 0.5  # with every layer re-initialized, the map no longer resembles the original
 
 
@@ -152,28 +205,49 @@ def test_malformed_annotations_are_usage_errors(planted, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("path,class,x0,y0,x1,y1\nimages/square0.png,square,10,10,5,20\n")
     result = evaluate(planted, tmp_path / "o", "--annotations", bad)
-    assert result.exit_code == 2 and "bad.csv" in result.output and "line 2" in result.output
+    assert result.exit_code == 2
+    assert "bad.csv" in result.output
+    assert "line 2" in result.output
 
 
 def test_compare_two_runs(samples, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
-    base = ["explain", str(samples / "chelsea.png"), str(samples / "coffee.png"), "-q", "--top-k", "1",
-            "--save", "raw_map"]
+    base = [
+        "explain",
+        str(samples / "chelsea.png"),
+        str(samples / "coffee.png"),
+        "-q",
+        "--top-k",
+        "1",
+        "--save",
+        "raw_map",
+    ]
     assert CliRunner().invoke(cli, [*base, "-o", str(a)]).exit_code == 0
     assert CliRunner().invoke(cli, [*base, "-o", str(b), "--method", "layercam"]).exit_code == 0
-    same = CliRunner().invoke(cli, ["compare", str(a), str(a), "-o", str(tmp_path / "same"), "--min-similarity", "0.99"])
+    same = CliRunner().invoke(
+        cli, ["compare", str(a), str(a), "-o", str(tmp_path / "same"), "--min-similarity", "0.99"]
+    )
     assert same.exit_code == 0, same.output
     result = json.loads((tmp_path / "same" / "compare.json").read_text())
     assert result["summary"]["spearman_min"] == pytest.approx(1.0)
-    other = CliRunner().invoke(cli, ["compare", str(a), str(b), "-o", str(tmp_path / "diff"), "--method", "gradcam",
-                                     "--min-similarity", "0.999"])
-    assert other.exit_code == 2 and "no heat maps in both runs" in other.output  # b explained layercam only
+    other = CliRunner().invoke(
+        cli,
+        ["compare", str(a), str(b), "-o", str(tmp_path / "diff"), "--method", "gradcam", "--min-similarity", "0.999"],
+    )
+    assert other.exit_code == 2
+    assert "no heat maps in both runs" in other.output
     b2 = tmp_path / "b2"
-    assert CliRunner().invoke(cli, [*base[:2], "-o", str(b2), "-q", "--top-k", "1", "--save", "raw_map",
-                                    "--smooth", "aug"]).exit_code == 0
-    changed = CliRunner().invoke(cli, ["compare", str(a), str(b2), "-o", str(tmp_path / "diff"), "--min-similarity",
-                                       "0.9999", "--json"])
+    assert (
+        CliRunner()
+        .invoke(cli, [*base[:2], "-o", str(b2), "-q", "--top-k", "1", "--save", "raw_map", "--smooth", "aug"])
+        .exit_code
+        == 0
+    )
+    changed = CliRunner().invoke(
+        cli, ["compare", str(a), str(b2), "-o", str(tmp_path / "diff"), "--min-similarity", "0.9999", "--json"]
+    )
     assert changed.exit_code == 4
     result = json.loads(changed.stdout)
-    assert result["only_in_a"] == [str(samples / "coffee.png")] and len(result["images"]) == 1
+    assert result["only_in_a"] == [str(samples / "coffee.png")]
+    assert len(result["images"]) == 1
     assert result["images"][0]["spearman"] < 0.9999

@@ -45,7 +45,7 @@ def _arriving_gradients(model: nn.Module, x: torch.Tensor, target: int, rule: st
     return seen
 
 
-@pytest.mark.parametrize("name,act", SMOOTH, ids=[s[0] for s in SMOOTH])
+@pytest.mark.parametrize(("name", "act"), SMOOTH, ids=[s[0] for s in SMOOTH])
 def test_every_activation_type_is_guided(name, act, samples):
     torch.manual_seed(0)
     loaded = load_model(name, random_weights=name != "tf_efficientnet_lite0")
@@ -69,8 +69,14 @@ def test_every_activation_type_is_guided(name, act, samples):
     classes = torch.tensor([[281, 967], [967, 504]])
     out = explain_tensors(model, None, x2, ["guided-backprop", "deconvnet", "saliency"], classes=classes)
     together = out.maps["guided-backprop"].raw
-    alone = torch.cat([explain_tensors(model, None, x2[i : i + 1], ["guided-backprop"], classes=classes[i : i + 1])
-                       .maps["guided-backprop"].raw for i in range(2)])
+    alone = torch.cat(
+        [
+            explain_tensors(model, None, x2[i : i + 1], ["guided-backprop"], classes=classes[i : i + 1])
+            .maps["guided-backprop"]
+            .raw
+            for i in range(2)
+        ]
+    )
     assert torch.allclose(together, alone, atol=1e-5 * float(alone.abs().max()))
     deconv, plain = out.maps["deconvnet"].raw, out.maps["saliency"].raw
     assert not torch.allclose(deconv, together, atol=1e-3 * float(together.abs().max()))
@@ -126,7 +132,9 @@ def test_model_unchanged_after_guided_run_and_on_error(samples):
     methods = ["guided-gradcam", "deconvnet", "fullgrad"]
     explain_tensors(model, "features", x, methods, k=2)
     with pytest.raises(RuntimeError, match="boom"):
-        explain_tensors(model, "features", x, methods, classes=lambda scores: (_ for _ in ()).throw(RuntimeError("boom")))
+        explain_tensors(
+            model, "features", x, methods, classes=lambda scores: (_ for _ in ()).throw(RuntimeError("boom"))
+        )
     after = ([m.training for m in model.modules()], hook_counts(model), [type(m) for m in model.modules()])
     assert before == after
     assert all(p.grad is None for p in model.parameters())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
@@ -21,8 +20,9 @@ def hostile_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("hostile")
     expected = make(folder)
     out = tmp_path_factory.mktemp("out")
-    result = CliRunner().invoke(cli, ["explain", str(folder), "-o", str(out), "-q", "--top-k", "1",
-                                      "--overlay-format", "jpg"])
+    result = CliRunner().invoke(
+        cli, ["explain", str(folder), "-o", str(out), "-q", "--top-k", "1", "--overlay-format", "jpg"]
+    )
     return expected, out, result
 
 
@@ -32,24 +32,30 @@ def test_every_file_gets_its_expected_status(hostile_run):
     got = {name: json.loads((out / name / "explanation.json").read_text())["status"] for name in expected}
     assert got == expected
     run = json.loads((out / "run.json").read_text())
-    assert run["status"] == "complete" and run["counts"]["total"] == len(expected)
+    assert run["status"] == "complete"
+    assert run["counts"]["total"] == len(expected)
     assert sorted(f["path"].rsplit("/", 1)[1] for f in run["failures"]) == sorted(
-        n for n, s in expected.items() if s == "error")
+        n for n, s in expected.items() if s == "error"
+    )
 
 
-@pytest.mark.parametrize("name,words", [
-    ("zero_bytes.jpg", "not a readable image"),
-    ("text_named.jpg", "not a readable image"),
-    ("truncated.jpg", "truncated"),
-    ("truncated.png", "truncated"),
-    ("bomb.png", "--max-pixels"),
-    ("fifo.jpg", "not a regular file"),
-])
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("zero_bytes.jpg", "not a readable image"),
+        ("text_named.jpg", "not a readable image"),
+        ("truncated.jpg", "truncated"),
+        ("truncated.png", "truncated"),
+        ("bomb.png", "--max-pixels"),
+        ("fifo.jpg", "not a regular file"),
+    ],
+)
 def test_errors_say_why(hostile_run, name, words):
     _, out, _ = hostile_run
     doc = json.loads((out / name / "explanation.json").read_text())
     assert words in doc["error"]["message"].lower()
-    assert doc["predictions"] == [] and doc["explanations"] == []
+    assert doc["predictions"] == []
+    assert doc["explanations"] == []
 
 
 def test_odd_images_are_explained_as_a_viewer_shows_them(hostile_run):
@@ -63,14 +69,28 @@ def test_odd_images_are_explained_as_a_viewer_shows_them(hostile_run):
     gif = json.loads((out / "animated.gif" / "explanation.json").read_text())
     assert 281 <= gif["predictions"][0]["class_index"] <= 285  # the first frame is the cat
     for name, shape in [("one_pixel.png", (1, 1)), ("thin_1x3000.png", (3000, 1)), ("thin_3000x2.png", (2, 3000))]:
-        doc = json.loads((out / name / "explanation.json").read_text())
+        json.loads((out / name / "explanation.json").read_text())
         assert full_map(out / name / "explanation.json", 0).shape == shape
 
 
 def test_max_pixels_can_be_raised(tmp_path):
     Image.new("1", (12_000, 12_000)).save(tmp_path / "big.png")
-    result = CliRunner().invoke(cli, ["explain", str(tmp_path / "big.png"), "-o", str(tmp_path / "o"), "-q",
-                                      "--top-k", "1", "--max-pixels", "200000000", "--save", "raw_map"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "explain",
+            str(tmp_path / "big.png"),
+            "-o",
+            str(tmp_path / "o"),
+            "-q",
+            "--top-k",
+            "1",
+            "--max-pixels",
+            "200000000",
+            "--save",
+            "raw_map",
+        ],
+    )
     assert result.exit_code == 0, result.output
 
 
@@ -88,17 +108,24 @@ def test_permission_denied_fails_that_image(tmp_path, samples):
         os.chmod(folder, 0o755)
         shutil.copy(samples / "coffee.png", folder / "locked.png")
         os.chmod(folder / "locked.png", 0)
-        code = ("import os, sys; from pathlib import Path, PurePosixPath; from camcli.models import DataConfig; "
-                "from camcli.preprocess import prepare; from camcli.records import ImageItem; "
-                "os.geteuid() == 0 and (os.setgid(65534), os.setuid(65534)); "
-                "d = DataConfig((224, 224), 256, 'bilinear', (0.5,) * 3, (0.5,) * 3); "
-                "r = prepare(ImageItem(Path(sys.argv[1]), PurePosixPath('locked.png')), d); "
-                "print(type(r).__name__, r.message)")
-        done = subprocess.run([sys.executable, "-c", code, str(folder / "locked.png")], capture_output=True,
-                              text=True, cwd=str(Path(__file__).resolve().parent.parent),
-                              env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
-                              timeout=120)
+        code = (
+            "import os, sys; from pathlib import Path, PurePosixPath; from camcli.models import DataConfig; "
+            "from camcli.preprocess import prepare; from camcli.records import ImageItem; "
+            "os.geteuid() == 0 and (os.setgid(65534), os.setuid(65534)); "
+            "d = DataConfig((224, 224), 256, 'bilinear', (0.5,) * 3, (0.5,) * 3); "
+            "r = prepare(ImageItem(Path(sys.argv[1]), PurePosixPath('locked.png')), d); "
+            "print(type(r).__name__, r.message)"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(folder / "locked.png")],
+            capture_output=True,
+            text=True,
+            cwd=str(Path(__file__).resolve().parent.parent),
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+            timeout=120,
+        )
         assert done.returncode == 0, done.stderr
-        assert done.stdout.startswith("Failure") and "Permission denied" in done.stdout
+        assert done.stdout.startswith("Failure")
+        assert "Permission denied" in done.stdout
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -19,6 +19,8 @@ from click.testing import CliRunner
 from camcli import full_map
 from camcli.cli import cli
 
+from background import Background
+
 FAST = ["--top-k", "1", "-q", "--overlay-format", "jpg"]
 
 
@@ -64,26 +66,39 @@ def test_redone_image_keeps_only_the_files_its_json_lists(sample_copy, tmp_path)
 
 def test_full_map_rebuilds_the_saved_map(sample_copy, tmp_path):
     out = tmp_path / "out"
-    result = invoke("explain", str(sample_copy), "-o", str(out), "-q", "--top-k", "2",
-                    "--method", "gradcam,counterfactual", "--save", "overlay,map,raw_map")
+    result = invoke(
+        "explain",
+        str(sample_copy),
+        "-o",
+        str(out),
+        "-q",
+        "--top-k",
+        "2",
+        "--method",
+        "gradcam,counterfactual",
+        "--save",
+        "overlay,map,raw_map",
+    )
     assert result.exit_code == 0, result.output
     for path in out.glob("*/explanation.json"):
         doc = json.loads(path.read_text())
         for i, exp in enumerate(doc["explanations"]):
             saved = np.load(path.parent / exp["files"]["map"])
             for rebuilt in (full_map(path, i), full_map(str(path), exp)):
-                assert rebuilt.dtype == np.float32 and np.array_equal(rebuilt, saved)
+                assert rebuilt.dtype == np.float32
+                assert np.array_equal(rebuilt, saved)
 
 
 def test_ambiguous_class_name_lists_every_match(sample_copy, tmp_path):
     result = invoke("explain", str(sample_copy), "-o", str(tmp_path / "o"), "--class", "crane")
     assert result.exit_code == 2
-    assert "134 (crane)" in result.output and "517 (crane)" in result.output and "ambiguous" in result.output
+    assert "134 (crane)" in result.output
+    assert "517 (crane)" in result.output
+    assert "ambiguous" in result.output
 
 
-def _slow_run(folder: Path, out: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "camcli", "explain", str(folder), "-o", str(out), "-q",
-                             "--batch-size", "1", "--top-k", "5"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def _slow_run(folder: Path, out: Path) -> Background:
+    return Background(out, "explain", str(folder), "-o", str(out), "-q", "--batch-size", "1", "--top-k", "5")
 
 
 def test_second_run_on_the_same_output_stops_and_names_the_first(samples, tmp_path):
@@ -96,7 +111,8 @@ def test_second_run_on_the_same_output_stops_and_names_the_first(samples, tmp_pa
         second = invoke("explain", str(samples), "-o", str(out), "-q")
         assert first.poll() is None, "the first run ended before the second started"
         assert second.exit_code == 2
-        assert f"PID {first.pid}" in second.output and "started" in second.output
+        assert f"PID {first.pid}" in second.output
+        assert "started" in second.output
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=60)
@@ -108,9 +124,27 @@ def test_second_run_on_the_same_output_stops_and_names_the_first(samples, tmp_pa
 
 def _weights_run(weights: Path, tmp_path: Path) -> subprocess.CompletedProcess:
     image = Path(__file__).resolve().parent.parent / "sample_images" / "coffee.png"
-    return subprocess.run([sys.executable, "-m", "camcli", "explain", str(image), "-o", str(tmp_path / "o"), "-q",
-                           "-m", "resnet18", "--num-classes", "3", "--weights", str(weights)],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "camcli",
+            "explain",
+            str(image),
+            "-o",
+            str(tmp_path / "o"),
+            "-q",
+            "-m",
+            "resnet18",
+            "--num-classes",
+            "3",
+            "--weights",
+            str(weights),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 class _Plant:
@@ -143,8 +177,11 @@ def test_weights_that_are_not_weights(kind, tmp_path):
         return
     assert done.returncode == 2
     lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "Warning" not in done.stderr and "Traceback" not in done.stderr, done.stderr
-    assert "w.pth" in lines[0] and ("Expected" in lines[0] or "state dict" in lines[0])
+    assert len(lines) == 1, done.stderr
+    assert "Warning" not in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "w.pth" in lines[0]
+    assert "Expected" in lines[0] or "state dict" in lines[0]
 
 
 def _build_on_counter(path: Path) -> None:
@@ -158,8 +195,14 @@ def _build_on_counter(path: Path) -> None:
         raw = s.encode()
         return b"X" + struct.pack("<I", len(raw)) + raw
 
-    payload = (b"\x80\x02ccollections\nCounter\nN}(" + text("most_common") + b"ccollections\nOrderedDict\n"
-               + b"u\x86b0}(" + text("w") + b"K\x01u.")
+    payload = (
+        b"\x80\x02ccollections\nCounter\nN}("
+        + text("most_common")
+        + b"ccollections\nOrderedDict\n"
+        + b"u\x86b0}("
+        + text("w")
+        + b"K\x01u."
+    )
     with zipfile.ZipFile(path.with_suffix(".good")) as source, zipfile.ZipFile(path, "w") as target:
         for item in source.infolist():
             data = source.read(item.filename)
@@ -182,8 +225,11 @@ def test_legacy_format_with_objects_is_refused_with_advice(tmp_path):
     from camcli.errors import ModelError
     from camcli.models.checkpoints import read_checkpoint
 
-    torch.save({"state_dict": {"w": torch.zeros(2)}, "args": argparse.Namespace(lr=0.1)}, tmp_path / "old.pth",
-               _use_new_zipfile_serialization=False)
+    torch.save(
+        {"state_dict": {"w": torch.zeros(2)}, "args": argparse.Namespace(lr=0.1)},
+        tmp_path / "old.pth",
+        _use_new_zipfile_serialization=False,
+    )
     with pytest.raises(ModelError, match="legacy format"):
         read_checkpoint(tmp_path / "old.pth")
     torch.save({"w": torch.ones(2)}, tmp_path / "plain.pth", _use_new_zipfile_serialization=False)
@@ -203,4 +249,5 @@ def test_a_folder_of_yours_used_as_output_never_hides_your_images(sample_copy, t
     assert done == [str(sub / "chelsea.png"), str(sample_copy / "coffee.png")]  # images, never overlay folders
     # An output folder named directly is camcli's own: nothing in it is an image to explain.
     result = invoke("explain", str(out / "coffee.png"), "-o", str(tmp_path / "out3"), *FAST)
-    assert result.exit_code == 2 and "No images found" in result.output
+    assert result.exit_code == 2
+    assert "No images found" in result.output

@@ -11,9 +11,10 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import unquote_to_bytes, urlparse
 
 import numpy as np
@@ -29,10 +30,21 @@ from camcli.html.encode import json_for_html, url_path
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_images"
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
-HOSTILE = ["<img src=x onerror=alert(1)>.png", '"><script>window.__pwned=1</script>.png', "a&b#c?d%20.png",
-           "javascript:alert(1).png", "日本 café 'q'.png"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+HOSTILE = [
+    "<img src=x onerror=alert(1)>.png",
+    '"><script>window.__pwned=1</script>.png',
+    "a&b#c?d%20.png",
+    "javascript:alert(1).png",
+    "日本 café 'q'.png",
+]
 NOT_UTF8 = b"caf\xe9.png"
 
 # Scrolls every rendered image of a list into view and waits for it; returns the srcs that did not load.
@@ -83,8 +95,22 @@ def explained(tmp_path_factory) -> Explained:
     shutil.copy(images / "coffee.png", os.fsdecode(bytes(images) + b"/" + NOT_UTF8))
     (images / "bad.jpg").write_text("this is a text file, not a JPEG\n")
     with contextlib.chdir(root):
-        result = CliRunner().invoke(cli, ["explain", "images", "-o", "out", "-q", "--top-k", "1",
-                                          "--method", "gradcam,guided-gradcam", "--save", "overlay,raw_map"])
+        result = CliRunner().invoke(
+            cli,
+            [
+                "explain",
+                "images",
+                "-o",
+                "out",
+                "-q",
+                "--top-k",
+                "1",
+                "--method",
+                "gradcam,guided-gradcam",
+                "--save",
+                "overlay,raw_map",
+            ],
+        )
     assert result.exit_code == 1, result.output  # bad.jpg fails, everything else is explained
     out = root / "out"
     build_report(out)
@@ -93,7 +119,9 @@ def explained(tmp_path_factory) -> Explained:
 
 def copy_out(explained: Explained, dest: Path) -> Path:
     """A copy of the output folder without its report (so thumbnails are made afresh)."""
-    shutil.copytree(explained.out, dest, ignore=lambda folder, names: ["report"] if Path(folder) == explained.out else [])
+    shutil.copytree(
+        explained.out, dest, ignore=lambda folder, names: ["report"] if Path(folder) == explained.out else []
+    )
     return dest
 
 
@@ -129,7 +157,8 @@ class Page:
 
     def cards(self) -> list[dict[str, str]]:
         return self.page.eval_on_selector_all(
-            "#cards .card", "cs => cs.map(c => ({path: c.dataset.camcliImage, status: c.dataset.status}))")
+            "#cards .card", "cs => cs.map(c => ({path: c.dataset.camcliImage, status: c.dataset.status}))"
+        )
 
     def visible_paths(self) -> list[str]:
         return [c["path"] for c in self.cards()]
@@ -144,7 +173,7 @@ class Page:
         self.page.close()
 
 
-@pytest.fixture()
+@pytest.fixture
 def open_report(browser) -> Iterator:
     pages: list[Page] = []
 
@@ -157,7 +186,7 @@ def open_report(browser) -> Iterator:
         page.close()
 
 
-@pytest.fixture()
+@pytest.fixture
 def artifacts(tmp_path) -> Path:
     folder = Path(os.environ.get("CAMCLI_TEST_ARTIFACTS") or tmp_path)
     folder.mkdir(parents=True, exist_ok=True)
@@ -174,31 +203,37 @@ def file_of(url: str) -> Path:
 
 # ---- without a browser -------------------------------------------------------------------------
 
+
 def test_embedded_json_cannot_close_the_script_or_break_parsing():
     text = json_for_html({"name": "</script><!--&\u2028\u2029\udce9", "nan": float("nan")})
     assert not set(text) & set("<>&\u2028\u2029")
     assert json.loads(text) == {"name": "</script><!--&\u2028\u2029\udce9", "nan": None}
 
 
-@pytest.mark.parametrize("name, encoded", [
-    ("javascript:alert(1).png", "javascript%3Aalert%281%29.png"),
-    ("a&b#c?d%20.png", "a%26b%23c%3Fd%2520.png"),
-    ('"><img src=x>.png', "%22%3E%3Cimg%20src%3Dx%3E.png"),
-    (os.fsdecode(NOT_UTF8), "caf%E9.png"),
-])
+@pytest.mark.parametrize(
+    ("name", "encoded"),
+    [
+        ("javascript:alert(1).png", "javascript%3Aalert%281%29.png"),
+        ("a&b#c?d%20.png", "a%26b%23c%3Fd%2520.png"),
+        ('"><img src=x>.png', "%22%3E%3Cimg%20src%3Dx%3E.png"),
+        (os.fsdecode(NOT_UTF8), "caf%E9.png"),
+    ],
+)
 def test_urls_are_relative_percent_encoded_paths(tmp_path, name, encoded):
     assert url_path(tmp_path / "out" / name / "x.png", tmp_path / "out" / "report") == f"../{encoded}/x.png"
 
 
 def test_report_lists_every_explanation_and_names_its_thumbnails(explained):
     parts = sorted((explained.out / "report" / "data").glob("part-*.js"))
-    assert len(parts) == 1 and index_of(explained.out).is_file()
+    assert len(parts) == 1
+    assert index_of(explained.out).is_file()
     thumbs_made = sorted(p.stem for p in (explained.out / "report" / "thumbs").rglob("*.jpg"))
     ok_shas = {d["source"]["sha256"][:32] for d in explained.docs.values() if d["status"] == "ok"}
     assert thumbs_made == sorted(ok_shas)  # one per distinct source content, named after it
     for thumb in (explained.out / "report" / "thumbs").rglob("*.jpg"):
         with Image.open(thumb) as img:
-            assert img.format == "JPEG" and max(img.size) <= thumbs.SIZE
+            assert img.format == "JPEG"
+            assert max(img.size) <= thumbs.SIZE
 
 
 def test_thumbnails_are_not_redone(explained, tmp_path, monkeypatch):
@@ -209,7 +244,8 @@ def test_thumbnails_are_not_redone(explained, tmp_path, monkeypatch):
         monkeypatch.setattr(thumbs, "_write", lambda *a: pytest.fail("a thumbnail was made again"))
         calls: list[tuple[int, int]] = []
         build_report(out, progress=lambda done, total: calls.append((done, total)))
-    assert before and {p: p.stat().st_mtime_ns for p in before} == before
+    assert before
+    assert {p: p.stat().st_mtime_ns for p in before} == before
     assert calls[-1] == (len(explained.docs), len(explained.docs))
 
 
@@ -235,7 +271,8 @@ def test_thumbnails_of_odd_modes_are_upright_rgb(tmp_path):
         rel = thumbs.thumbnail(doc, out)
         assert rel == f"thumbs/{sha[:2]}/{sha[:32]}.jpg"
         with Image.open(out / "report" / rel) as thumb:
-            assert thumb.mode == "RGB" and max(thumb.size) == thumbs.SIZE
+            assert thumb.mode == "RGB"
+            assert max(thumb.size) == thumbs.SIZE
             assert (thumb.width < thumb.height) == (width < height), name
             assert ImageOps.grayscale(thumb).getextrema()[1] > 100, name  # 16-bit grey scaled, not clipped
 
@@ -250,7 +287,7 @@ def test_a_changed_source_is_not_thumbnailed(explained, tmp_path):
     Image.new("RGB", (50, 50), "red").save(root / "images" / "chelsea.png")
     build_report(out)
     data = (out / "report" / "data" / "part-000.js").read_text()
-    records = json.loads(json.loads(data[data.index('"images", ') + 10:data.rindex("]);")]))
+    records = json.loads(json.loads(data[data.index('"images", ') + 10 : data.rindex("]);")]))
     thumb = {r[0]: r[4] for r in records}
     assert Path(thumb["images/rocket.jpg"]).name.startswith("o")
     assert thumb["images/chelsea.png"] == thumb[f"images/{HOSTILE[0]}"]
@@ -258,6 +295,7 @@ def test_a_changed_source_is_not_thumbnailed(explained, tmp_path):
 
 
 # ---- in the browser ----------------------------------------------------------------------------
+
 
 def test_cards_are_inert_complete_and_loaded(explained, open_report, artifacts):
     page = open_report(index_of(explained.out))
@@ -271,9 +309,11 @@ def test_cards_are_inert_complete_and_loaded(explained, open_report, artifacts):
     for path in HOSTILE:
         assert page.page.locator(".card .path").filter(has_text=path.split("/")[-1]).count() >= 1
     for url in page.page.eval_on_selector_all("#cards img", "imgs => imgs.map(i => i.src)"):
-        assert url.startswith("file://") and file_of(url).is_file()
+        assert url.startswith("file://")
+        assert file_of(url).is_file()
     legend = page.page.eval_on_selector("#legend-bar", "e => getComputedStyle(e).backgroundImage")
-    assert legend.startswith("linear-gradient") and "rgb(0, 0, 128)" in legend  # jet starts at dark blue
+    assert legend.startswith("linear-gradient")
+    assert "rgb(0, 0, 128)" in legend
     page.assert_clean()
     page.page.screenshot(path=str(artifacts / "report-desktop.png"), full_page=True)
 
@@ -301,11 +341,15 @@ def test_filters_and_search(explained, open_report):
     assert page.visible_paths() == ["images/a&b#c?d%20.png"]
     page.page.fill("#search", "")
     coffee_class = explained.docs["images/coffee.png"]["predictions"][0]["label"]
-    page.page.select_option("#f-class", label=next(o for o in page.page.locator("#f-class option").all_inner_texts()
-                                                    if o.startswith(coffee_class + " (")))
+    page.page.select_option(
+        "#f-class",
+        label=next(
+            o for o in page.page.locator("#f-class option").all_inner_texts() if o.startswith(coffee_class + " (")
+        ),
+    )
     shown = page.visible_paths()
-    assert "images/coffee.png" in shown and all(
-        explained.docs[p]["predictions"][0]["label"] == coffee_class for p in shown)
+    assert "images/coffee.png" in shown
+    assert all(explained.docs[p]["predictions"][0]["label"] == coffee_class for p in shown)
     page.page.select_option("#f-class", "")
     page.page.select_option("#f-method", label="guided-gradcam")
     assert sorted(page.visible_paths()) == [p for p in everything if p != "images/bad.jpg"]
@@ -337,11 +381,13 @@ def test_keyboard_navigation_and_detail_view(explained, open_report, artifacts):
     assert page.page.inner_text("#detail-title") == paths[1]
     link = dialog.locator("a.json-link")
     assert json.loads(file_of(link.evaluate("a => a.href")).read_text())["source"]["path"] == paths[1]
-    assert link.get_attribute("href").endswith("/explanation.json") and link.get_attribute("href").startswith("../")
+    assert link.get_attribute("href").endswith("/explanation.json")
+    assert link.get_attribute("href").startswith("../")
     doc = explained.docs[paths[1]]
     body = dialog.inner_text()
     for entry in doc["explanations"]:
-        assert entry["method"] in body and str(entry["class_index"]) in body
+        assert entry["method"] in body
+        assert str(entry["class_index"]) in body
     assert page.page.evaluate(BROKEN_IMAGES, "#detail") == []
     page.page.screenshot(path=str(artifacts / "report-detail.png"))
     keyboard.press("j")
@@ -358,7 +404,8 @@ def test_report_without_sources_or_pictures(explained, tmp_path, open_report):
     build_report(out)
     page = open_report(index_of(out))
     thumbs_shown = page.page.eval_on_selector_all("#cards img.thumb", "imgs => imgs.map(i => i.getAttribute('src'))")
-    assert len(thumbs_shown) == len(explained.docs) - 1 and all(Path(t).name.startswith("o") for t in thumbs_shown)
+    assert len(thumbs_shown) == len(explained.docs) - 1
+    assert all(Path(t).name.startswith("o") for t in thumbs_shown)
     assert page.page.locator('.card[data-status="error"] .thumb.placeholder').count() == 1
     page.assert_clean()
 
@@ -387,7 +434,8 @@ def test_interrupted_run(explained, tmp_path, open_report):
     page = open_report(index_of(out))
     assert "still running" in page.page.inner_text("#notice")
     cards = {c["path"]: c["status"] for c in page.cards()}
-    assert gone[0]["path"] not in cards and cards[gone[1]["path"]] == gone[1]["status"]
+    assert gone[0]["path"] not in cards
+    assert cards[gone[1]["path"]] == gone[1]["status"]
     assert len(cards) == len(explained.docs) - 1
     page.assert_clean()
 
@@ -398,7 +446,8 @@ def test_empty_or_missing_folder(tmp_path, open_report):
     (tmp_path / "out").mkdir()
     build_report(tmp_path / "out")
     page = open_report(index_of(tmp_path / "out"))
-    assert page.cards() == [] and "No finished images" in page.page.inner_text("#count")
+    assert page.cards() == []
+    assert "No finished images" in page.page.inner_text("#count")
     assert "run.json was not found" in page.page.inner_text("#notice")
     page.assert_clean()
 
@@ -406,10 +455,15 @@ def test_empty_or_missing_folder(tmp_path, open_report):
 def test_malformed_documents_are_shown_safely(tmp_path, open_report):
     """Hand-edited or foreign JSON: odd types, NaN, lone surrogates, NUL, files outside the folder."""
     out = tmp_path / "out"
-    odd = {"status": "ok", "source": {"path": "\ud800<b>x\u0000y", "sha256": 7},
-           "predictions": [{"class_index": "?", "label": 5, "probability": float("nan")}, "junk"],
-           "explanations": [{"method": "<i>m</i>", "bbox": [float("inf"), 0, 1, 2],
-                             "files": {"overlay": "../../../etc/passwd"}}, {"files": {"image": "\ud800.png"}}]}
+    odd = {
+        "status": "ok",
+        "source": {"path": "\ud800<b>x\u0000y", "sha256": 7},
+        "predictions": [{"class_index": "?", "label": 5, "probability": float("nan")}, "junk"],
+        "explanations": [
+            {"method": "<i>m</i>", "bbox": [float("inf"), 0, 1, 2], "files": {"overlay": "../../../etc/passwd"}},
+            {"files": {"image": "\ud800.png"}},
+        ],
+    }
     for name, doc in {"odd.png": odd, "list.png": [1, 2], "nosource.png": {"status": "ok"}}.items():
         (out / name).mkdir(parents=True)
         (out / name / "explanation.json").write_text(json.dumps(doc))
@@ -433,22 +487,57 @@ def test_legend_matches_the_colormap():
 
 def _write_evaluation(out: Path, docs: dict[str, dict[str, Any]]) -> dict[str, bool]:
     """A synthetic metrics.json (one failing gate among passing ones) and per_image.jsonl."""
-    gates = [{"name": "min-pointing", "method": "gradcam", "metric": "pointing_game.accuracy", "threshold": 0.5,
-              "value": 0.8, "passed": True},
-             {"name": "max-loc-error", "method": "gradcam", "metric": "localization.error", "threshold": 0.3,
-              "value": 0.45, "passed": False},
-             {"name": "min-insertion", "method": "gradcam", "metric": "insertion_auc", "threshold": 0.1,
-              "value": 0.5, "passed": True}]
-    metrics = {"schema_version": 1, "images": len(docs), "classification": {"top1": 0.75, "top5": 0.9},
-               "methods": {"gradcam": {"localization": {"error": 0.45}, "pointing_game": {"accuracy": 0.8, "tolerance_px": 15},
-                                       "energy_pointing_game": 0.6, "deletion_auc": 0.12, "insertion_auc": 0.5,
-                                       "average_drop": 0.3, "increase_in_confidence": 0.2}},
-               "gates": gates, "passed": False}
+    gates = [
+        {
+            "name": "min-pointing",
+            "method": "gradcam",
+            "metric": "pointing_game.accuracy",
+            "threshold": 0.5,
+            "value": 0.8,
+            "passed": True,
+        },
+        {
+            "name": "max-loc-error",
+            "method": "gradcam",
+            "metric": "localization.error",
+            "threshold": 0.3,
+            "value": 0.45,
+            "passed": False,
+        },
+        {
+            "name": "min-insertion",
+            "method": "gradcam",
+            "metric": "insertion_auc",
+            "threshold": 0.1,
+            "value": 0.5,
+            "passed": True,
+        },
+    ]
+    metrics = {
+        "schema_version": 1,
+        "images": len(docs),
+        "classification": {"top1": 0.75, "top5": 0.9},
+        "methods": {
+            "gradcam": {
+                "localization": {"error": 0.45},
+                "pointing_game": {"accuracy": 0.8, "tolerance_px": 15},
+                "energy_pointing_game": 0.6,
+                "deletion_auc": 0.12,
+                "insertion_auc": 0.5,
+                "average_drop": 0.3,
+                "increase_in_confidence": 0.2,
+            }
+        },
+        "gates": gates,
+        "passed": False,
+    }
     (out / "metrics.json").write_text(json.dumps(metrics))
     hit = {path: n % 2 == 0 for n, path in enumerate(sorted(p for p, d in docs.items() if d["status"] == "ok"))}
     with open(out / "per_image.jsonl", "w") as fh:
         for n, (path, h) in enumerate(hit.items()):
-            fh.write(json.dumps({"path": path, "methods": {"gradcam": {"pointing_hit": h, "deletion_auc": n / 10}}}) + "\n")
+            fh.write(
+                json.dumps({"path": path, "methods": {"gradcam": {"pointing_hit": h, "deletion_auc": n / 10}}}) + "\n"
+            )
     return hit
 
 
@@ -457,8 +546,11 @@ def test_evaluation_gates_and_audit(explained, tmp_path, open_report):
     hit = _write_evaluation(out, explained.docs)
     build_report(out)
     page = open_report(index_of(out))
-    rows = page.page.eval_on_selector_all("#gates tbody tr", "rs => rs.map(r => [r.cells[1].textContent, r.dataset.passed])")
-    assert rows[0] == ["max-loc-error", "false"] and [r[1] for r in rows[1:]] == ["true", "true"]
+    rows = page.page.eval_on_selector_all(
+        "#gates tbody tr", "rs => rs.map(r => [r.cells[1].textContent, r.dataset.passed])"
+    )
+    assert rows[0] == ["max-loc-error", "false"]
+    assert [r[1] for r in rows[1:]] == ["true", "true"]
     assert "FAILED" in page.page.inner_text("#verdict")
     assert "pointing_game.accuracy" in page.page.inner_text("#method-metrics")
     page.page.select_option("#f-audit", "miss")
@@ -466,7 +558,7 @@ def test_evaluation_gates_and_audit(explained, tmp_path, open_report):
     assert page.page.locator("#cards .badge", has_text="audit: miss").count() == len(page.visible_paths())
     page.page.select_option("#f-audit", "")
     page.page.select_option("#sort", label="gradcam deletion_auc, worst first")
-    assert page.visible_paths()[:len(hit)] == list(reversed(hit))  # higher deletion AUC is worse
+    assert page.visible_paths()[: len(hit)] == list(reversed(hit))  # higher deletion AUC is worse
     page.assert_clean()
 
 
@@ -474,16 +566,40 @@ def test_compare_pairs_least_similar_first(explained, tmp_path, open_report):
     root = tmp_path
     a = copy_out(explained, root / "a")
     copy_out(explained, root / "b")
-    folders = {d: str(p.parent.relative_to(a)) for p in a.rglob("explanation.json")
-               for d in [json.loads(p.read_text(encoding="utf-8"))["source"]["path"]]}
+    folders = {
+        d: str(p.parent.relative_to(a))
+        for p in a.rglob("explanation.json")
+        for d in [json.loads(p.read_text(encoding="utf-8"))["source"]["path"]]
+    }
     ok = sorted(p for p, d in explained.docs.items() if d["status"] == "ok")
-    images = [{"path": p, "a": f"a/{folders[p]}", "b": f"b/{folders[p]}", "top1_changed": n == 3,
-               "top1_a": {"class_index": 1, "label": "x", "probability": 0.5},
-               "top1_b": {"class_index": 2, "label": "y", "probability": 0.4},
-               "spearman": 1 - n / 10, "mask_iou": 0.5, "box_iou": 0.5} for n, p in enumerate(ok)]
+    images = [
+        {
+            "path": p,
+            "a": f"a/{folders[p]}",
+            "b": f"b/{folders[p]}",
+            "top1_changed": n == 3,
+            "top1_a": {"class_index": 1, "label": "x", "probability": 0.5},
+            "top1_b": {"class_index": 2, "label": "y", "probability": 0.4},
+            "spearman": 1 - n / 10,
+            "mask_iou": 0.5,
+            "box_iou": 0.5,
+        }
+        for n, p in enumerate(ok)
+    ]
     compare = root / "compare.json"
-    compare.write_text(json.dumps({"schema_version": 1, "run_a": "a", "run_b": "b", "images": images,
-                                   "only_in_a": ["gone.png"], "only_in_b": [], "summary": {"pairs": len(ok)}}))
+    compare.write_text(
+        json.dumps(
+            {
+                "schema_version": 1,
+                "run_a": "a",
+                "run_b": "b",
+                "images": images,
+                "only_in_a": ["gone.png"],
+                "only_in_b": [],
+                "summary": {"pairs": len(ok)},
+            }
+        )
+    )
     build_report(a, compare=compare)
     page = open_report(index_of(a))
     page.page.click("#tab-compare")
@@ -504,12 +620,26 @@ def _synthetic_out(out: Path, n: int, overlay: bytes) -> None:
         folder = out / f"img{i:04d}.png"
         folder.mkdir()
         (folder / "gradcam_1_overlay.png").write_bytes(overlay)
-        doc = {"schema_version": 1, "status": "ok", "error": None,
-               "source": {"path": f"gone/img{i:04d}.png", "sha256": f"{i:064x}", "width": 8, "height": 8},
-               "predictions": [{"class_index": 1, "label": f"class {i % 7}", "logit": 1.0, "probability": i / n}],
-               "explanations": [{"method": "gradcam", "class_index": 1, "label": f"class {i % 7}", "rank": 1,
-                                 "logit": 1.0, "probability": i / n, "bbox": [0, 0, 4, 4], "peak": [1, 1],
-                                 "files": {"overlay": "gradcam_1_overlay.png"}}]}
+        doc = {
+            "schema_version": 1,
+            "status": "ok",
+            "error": None,
+            "source": {"path": f"gone/img{i:04d}.png", "sha256": f"{i:064x}", "width": 8, "height": 8},
+            "predictions": [{"class_index": 1, "label": f"class {i % 7}", "logit": 1.0, "probability": i / n}],
+            "explanations": [
+                {
+                    "method": "gradcam",
+                    "class_index": 1,
+                    "label": f"class {i % 7}",
+                    "rank": 1,
+                    "logit": 1.0,
+                    "probability": i / n,
+                    "bbox": [0, 0, 4, 4],
+                    "peak": [1, 1],
+                    "files": {"overlay": "gradcam_1_overlay.png"},
+                }
+            ],
+        }
         (folder / "explanation.json").write_text(json.dumps(doc))
 
 
@@ -529,4 +659,5 @@ def test_hundreds_of_cards_render_lazily_from_several_parts(tmp_path, open_repor
         page.page.wait_for_timeout(50)
     assert len(page.cards()) == 300
     assert page.visible_paths() == [f"gone/img{i:04d}.png" for i in range(300)]
-    assert page.problems == [] and page.page.evaluate("window.__pwned") is None
+    assert page.problems == []
+    assert page.page.evaluate("window.__pwned") is None

@@ -32,7 +32,7 @@ def _components(mask: np.ndarray) -> list[tuple[int, tuple[int, int, int, int]]]
                             if 0 <= ny < h and 0 <= nx < w and mask[ny, nx] and not seen[ny, nx]:
                                 seen[ny, nx] = True
                                 queue.append((ny, nx))
-                ys, xs = zip(*pixels)
+                ys, xs = zip(*pixels, strict=False)
                 found.append((len(pixels), (min(xs), min(ys), max(xs) + 1, max(ys) + 1)))
     return found
 
@@ -65,7 +65,8 @@ def test_to_original_places_map_in_crop_and_zero_outside():
     left, top, right, bottom = seen_rect(geometry)
     seen = torch.zeros(300, 451, dtype=torch.bool)
     seen[top:bottom, left:right] = True
-    assert float(out[:, ~seen].abs().max()) == 0.0 and bool((out[:, seen] > 0).all())
+    assert float(out[:, ~seen].abs().max()) == 0.0
+    assert bool((out[:, seen] > 0).all())
     # centre of the crop ↔ centre of the input map
     x0, y0, x1, y1 = geometry.crop_box
     cx, cy = int((x0 + x1) / 2), int((y0 + y1) / 2)
@@ -81,9 +82,14 @@ def test_localize_box_and_peak_in_original_pixels():
     heat[10:12, 10:12] = 0.5  # a smaller segment that must be ignored
     found, top = box(heat, geometry), peak(heat, geometry)
     s = 448 / 256
-    assert found == (int(np.floor((16 + 120) * s)), int(np.floor((16 + 50) * s)),
-                   int(np.ceil((16 + 180) * s)), int(np.ceil((16 + 100) * s)))
-    assert found[0] <= top[0] < found[2] and found[1] <= top[1] < found[3]
+    assert found == (
+        int(np.floor((16 + 120) * s)),
+        int(np.floor((16 + 50) * s)),
+        int(np.ceil((16 + 180) * s)),
+        int(np.ceil((16 + 100) * s)),
+    )
+    assert found[0] <= top[0] < found[2]
+    assert found[1] <= top[1] < found[3]
     assert box(np.zeros((224, 224), np.float32), geometry) is None
 
 
@@ -110,4 +116,5 @@ def test_back_projection_geometry_is_exact():
     u = torch.arange(left, right, dtype=torch.float32)
     expected = ((u + 0.5 - x0) / (x1 - x0) * 224 - 0.5).clamp(0, 223)
     assert torch.allclose(out[top:bottom, left:right], expected.expand(bottom - top, -1), atol=1e-3)
-    assert left == 94 and right == 357  # centres of pixels 94..356 lie inside [93.96, 357.04]
+    assert left == 94
+    assert right == 357

@@ -44,8 +44,12 @@ from camcli.models import DataConfig, load_model
 from camcli.preprocess import decode, to_input
 
 GRADIENT_CAMS = {
-    "gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "xgradcam": XGradCAM, "hirescam": HiResCAM,
-    "gradcam-elementwise": GradCAMElementWise, "layercam": LayerCAM,
+    "gradcam": GradCAM,
+    "gradcam++": GradCAMPlusPlus,
+    "xgradcam": XGradCAM,
+    "hirescam": HiResCAM,
+    "gradcam-elementwise": GradCAMElementWise,
+    "layercam": LayerCAM,
 }
 # Per model: the last stage for the gradient methods, and a cheaper layer for the perturbation
 # methods (one forward per channel and image). Ablation needs a non-negative layer to compare with
@@ -84,7 +88,9 @@ def _strongest(model, layer, x, method, **settings):
     """camcli's maps for the two top-20 classes whose maps are strongest (and not flat), per image."""
     out = explain_tensors(model, layer, x, [method], k=20, **settings)
     display = out.maps[method].display
-    spread = (display.flatten(2).amax(-1) - display.flatten(2).amin(-1)) * out.maps[method].locator.flatten(2).abs().amax(-1)
+    spread = (display.flatten(2).amax(-1) - display.flatten(2).amin(-1)) * out.maps[method].locator.flatten(
+        2
+    ).abs().amax(-1)
     pick = spread.topk(2, dim=1).indices
     classes = out.classes.gather(1, pick)
     again = explain_tensors(model, layer, x, [method], classes=classes, **settings)
@@ -119,7 +125,7 @@ def test_gradcam_raw_maps_equal_captum(arch):
 
 
 def test_counterfactual_is_gradcam_of_the_negated_gradient(arch):
-    name, model, x, spec = arch
+    _name, model, x, spec = arch
     out = explain_tensors(model, spec["layer"], x, ["gradcam", "counterfactual"], k=3)
     captum = LayerGradCam(model, dict(model.named_modules())[spec["layer"]])
 
@@ -228,7 +234,7 @@ def test_ablationcam_matches_pytorch_grad_cam(arch):
 
 
 def test_fullgrad_matches_pytorch_grad_cam(arch):
-    name, model, x, spec = arch
+    name, model, x, _spec = arch
     classes, out = _strongest(model, None, x, "fullgrad")
     with FullGrad(model=model, target_layers=[]) as cam:
         for j in range(2):
@@ -244,8 +250,9 @@ def _relu_view(name, model):
     module. ConvNeXt uses GELU: it is rebuilt with ReLU (same weights), and camcli explains that model too.
     """
     if name == "tv:densenet121":
-        return model, nn.Sequential(model.features, nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                                    model.classifier).eval()
+        return model, nn.Sequential(
+            model.features, nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten(), model.classifier
+        ).eval()
     if name == "convnext_tiny":
         import timm
 
@@ -255,8 +262,9 @@ def _relu_view(name, model):
     return model, model
 
 
-@pytest.mark.parametrize("method,oracle", [("saliency", Saliency), ("deconvnet", Deconvolution),
-                                           ("guided-backprop", GuidedBackprop)])
+@pytest.mark.parametrize(
+    ("method", "oracle"), [("saliency", Saliency), ("deconvnet", Deconvolution), ("guided-backprop", GuidedBackprop)]
+)
 def test_pixel_gradients_equal_captum(arch, method, oracle):
     name, model, x, spec = arch
     ours_model, captum_model = _relu_view(name, model)
@@ -267,7 +275,7 @@ def test_pixel_gradients_equal_captum(arch, method, oracle):
     for b in range(2):
         for j in range(2):
             kw = {"abs": False} if method == "saliency" else {}
-            ref = attr.attribute(x[b : b + 1].clone(), target=int(out.classes[b, j]), **kw)[0].detach()
+            ref = attr.attribute(x[b : b + 1].clone().requires_grad_(), target=int(out.classes[b, j]), **kw)[0].detach()
             got = out.maps[method].raw[b, j]
             assert ref.abs().max() > 0
             assert torch.allclose(got, ref, atol=1e-4 * float(ref.abs().max()), rtol=0), (name, method, b, j)
@@ -277,27 +285,42 @@ def test_guided_gradcam_equals_captum(arch):
     name, model, x, spec = arch
     ours_model, captum_model = _relu_view(name, model)
     classes, out = _strongest(ours_model, spec["layer"], x, "guided-gradcam")
-    layer = dict(captum_model.named_modules())["0" if captum_model is not ours_model and name != "convnext_tiny"
-                                                else spec["layer"]]
+    layer = dict(captum_model.named_modules())[
+        "0" if captum_model is not ours_model and name != "convnext_tiny" else spec["layer"]
+    ]
     ggc = GuidedGradCam(captum_model, layer)
     for b in range(2):
         for j in range(2):
-            ref = ggc.attribute(x[b : b + 1].clone(), target=int(classes[b, j]), interpolate_mode="bilinear")[0]
+            image = x[b : b + 1].clone().requires_grad_()
+            ref = ggc.attribute(image, target=int(classes[b, j]), interpolate_mode="bilinear")[0].detach()
             got = out.maps["guided-gradcam"].raw[b, j]
             assert ref.abs().max() > 0
-            assert torch.allclose(got, ref.detach(), atol=1e-4 * float(ref.abs().max()), rtol=0), (name, b, j)
+            assert torch.allclose(got, ref, atol=1e-4 * float(ref.abs().max()), rtol=0), (name, b, j)
 
 
 def test_occlusion_equals_captum(arch):
     name, model, x, spec = arch
     x = F.interpolate(x, size=(64, 64), mode="bilinear", align_corners=False)  # 6×6 windows: quick
-    out = explain_tensors(model, spec["layer"] if name != "resnet18" else "layer3", x, ["occlusion"], k=2,
-                          occlusion_window=16, occlusion_stride=12)
+    out = explain_tensors(
+        model,
+        spec["layer"] if name != "resnet18" else "layer3",
+        x,
+        ["occlusion"],
+        k=2,
+        occlusion_window=16,
+        occlusion_stride=12,
+    )
     occlusion = Occlusion(model)
     for b in range(2):
         for j in range(2):
-            ref = occlusion.attribute(x[b : b + 1], target=int(out.classes[b, j]), sliding_window_shapes=(3, 16, 16),
-                                      strides=(3, 12, 12), baselines=0, perturbations_per_eval=16)[0]
+            ref = occlusion.attribute(
+                x[b : b + 1],
+                target=int(out.classes[b, j]),
+                sliding_window_shapes=(3, 16, 16),
+                strides=(3, 12, 12),
+                baselines=0,
+                perturbations_per_eval=16,
+            )[0]
             got = out.maps["occlusion"].raw[b, j]
             assert torch.allclose(ref[0], ref[2])  # captum occludes all channels together
             assert torch.allclose(got, ref[0], atol=1e-4 * float(ref.abs().max()), rtol=0), (name, b, j)
@@ -332,11 +355,19 @@ def test_aug_and_eigen_smoothing_and_several_layers_match_pytorch_grad_cam(arch)
 # Grad-CAM, the default, on more families and in the channels-last layout the CLI uses for CAM-only jobs.
 # torchvision's DenseNet applies an in-place ReLU to `features`' output, which corrupts the activation
 # pytorch-grad-cam stores, so the comparison there uses the last dense block (camcli is immune: test_engine).
-MORE = [("mobilenetv3_large_100", None, False), ("tv:vgg11", None, False), ("tf_efficientnet_lite0", None, False),
-        ("resnet18", None, True), ("tf_efficientnet_lite0", None, True), ("tv:densenet121", "features.denseblock4", True)]
+MORE = [
+    ("mobilenetv3_large_100", None, False),
+    ("tv:vgg11", None, False),
+    ("tf_efficientnet_lite0", None, False),
+    ("resnet18", None, True),
+    ("tf_efficientnet_lite0", None, True),
+    ("tv:densenet121", "features.denseblock4", True),
+]
 
 
-@pytest.mark.parametrize("name,layer_name,channels_last", MORE, ids=[f"{n}{'-nhwc' if c else ''}" for n, _, c in MORE])
+@pytest.mark.parametrize(
+    ("name", "layer_name", "channels_last"), MORE, ids=[f"{n}{'-nhwc' if c else ''}" for n, _, c in MORE]
+)
 def test_gradcam_on_more_architectures_and_layouts(name, layer_name, channels_last, samples):
     torch.manual_seed(0)
     loaded = load_model(name, random_weights=name != "tf_efficientnet_lite0")
@@ -345,7 +376,9 @@ def test_gradcam_on_more_architectures_and_layouts(name, layer_name, channels_la
     out = explain_tensors(model, layer_name, x, ["gradcam"], k=20, channels_last=channels_last)
     strongest = out.maps["gradcam"].raw.amax(dim=(2, 3)).topk(2, dim=1).indices
     classes = out.classes.gather(1, strongest)
-    raw = out.maps["gradcam"].raw.gather(1, strongest[:, :, None, None].expand(-1, -1, *out.maps["gradcam"].raw.shape[-2:]))
+    raw = out.maps["gradcam"].raw.gather(
+        1, strongest[:, :, None, None].expand(-1, -1, *out.maps["gradcam"].raw.shape[-2:])
+    )
     assert (raw.amax(dim=(2, 3)) > 0).all()
     up = input_map(raw, size)
     from camcli.layers import resolve_layer

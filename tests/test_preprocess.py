@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
+
 import numpy as np
 import pytest
 import timm
@@ -12,7 +14,6 @@ from PIL import Image
 from camcli.models import load_model
 from camcli.preprocess import decode, prepare, to_input
 from camcli.records import Failure, ImageItem, Prepared
-from pathlib import PurePosixPath
 
 IMAGES = ["chelsea.png", "coffee.png", "grace_hopper.jpg", "rocket.jpg"]
 
@@ -47,16 +48,19 @@ def test_exif_orientation_is_applied(tmp_path):
     img.save(tmp_path / "r.jpg", exif=exif, quality=95)
     rgb, _ = decode(tmp_path / "r.jpg")
     assert rgb.size == (20, 40)  # as a viewer shows it
-    assert np.asarray(rgb)[:10].mean() > 200 and np.asarray(rgb)[30:].mean() < 50
+    assert np.asarray(rgb)[:10].mean() > 200
+    assert np.asarray(rgb)[30:].mean() < 50
 
 
 def test_sixteen_bit_grayscale_is_scaled(tmp_path):
     arr = (np.linspace(0, 65535, 64 * 64).reshape(64, 64)).astype(np.uint16)
     Image.fromarray(arr).save(tmp_path / "g16.png")
     rgb, mode = decode(tmp_path / "g16.png")
-    assert mode.startswith("I") and rgb.mode == "RGB"
+    assert mode.startswith("I")
+    assert rgb.mode == "RGB"
     values = np.asarray(rgb)[..., 0]
-    assert values.min() == 0 and values.max() == 255
+    assert values.min() == 0
+    assert values.max() == 255
 
 
 def test_bad_files_become_failures(tmp_path, lite0):
@@ -68,5 +72,6 @@ def test_bad_files_become_failures(tmp_path, lite0):
     for name in ("text.jpg", "empty.png", "cut.png"):
         outcome = prepare(ImageItem(tmp_path / name, PurePosixPath(name)), lite0.data)
         assert isinstance(outcome, Failure), name
-        assert outcome.source is not None and len(outcome.source.sha256) == 64
+        assert outcome.source is not None
+        assert len(outcome.source.sha256) == 64
     assert isinstance(prepare(ImageItem(tmp_path / "full.png", PurePosixPath("full.png")), lite0.data), Prepared)

@@ -8,19 +8,18 @@ those of an uninterrupted run, and no partial file may remain.
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from camcli.cli import cli
-from click.testing import CliRunner
+
+from background import Background
 
 ARGS = ["--top-k", "2", "--batch-size", "4", "--overlay-format", "jpg", "-q"]
 
@@ -36,9 +35,8 @@ def folder(tmp_path_factory, samples) -> Path:
     return root
 
 
-def camcli(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "camcli", "explain", *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def camcli(folder: Path, out: Path) -> Background:
+    return Background(out, "explain", str(folder), "-o", str(out), *ARGS)
 
 
 def snapshot(out: Path) -> dict[str, bytes]:
@@ -49,7 +47,7 @@ def snapshot(out: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def reference(folder, tmp_path_factory) -> dict[str, bytes]:
     out = tmp_path_factory.mktemp("reference")
-    assert camcli(str(folder), "-o", str(out), *ARGS).wait(timeout=300) == 1  # the broken file fails
+    assert camcli(folder, out).wait(timeout=300) == 1  # the broken file fails
     return snapshot(out)
 
 
@@ -57,7 +55,7 @@ def reference(folder, tmp_path_factory) -> dict[str, bytes]:
 def test_sigkill_then_resume_equals_uninterrupted(seed, folder, reference, tmp_path):
     rng = random.Random(seed)
     out = tmp_path / "out"
-    victim = camcli(str(folder), "-o", str(out), *ARGS)
+    victim = camcli(folder, out)
     kill_after = rng.randint(1, 15)  # explanation.json files seen, then a random extra moment
     deadline = time.time() + 240
     while victim.poll() is None and time.time() < deadline:
@@ -69,27 +67,29 @@ def test_sigkill_then_resume_equals_uninterrupted(seed, folder, reference, tmp_p
     assert victim.wait(timeout=30) == -signal.SIGKILL, "the run ended before it could be killed"
     done_before = len(list(out.glob("*/explanation.json")))
 
-    resumed = camcli(str(folder), "-o", str(out), *ARGS)
-    assert resumed.wait(timeout=300) == 1, resumed.stderr.read().decode()
+    resumed = camcli(folder, out)
+    assert resumed.wait(timeout=300) == 1, resumed.stderr()
     after = snapshot(out)
     assert after == reference, sorted(k for k in set(after) | set(reference) if after.get(k) != reference.get(k))
     assert not [p for p in out.rglob(".*tmp*")], "partial files left behind"
     counts = json.loads((out / "run.json").read_text())["counts"]
-    assert counts["total"] == 20 and counts["failed"] == 1
+    assert counts["total"] == 20
+    assert counts["failed"] == 1
     assert counts["skipped"] <= done_before
 
 
 def test_sigterm_stops_after_the_batch_and_resumes(folder, reference, tmp_path):
     out = tmp_path / "out"
-    victim = camcli(str(folder), "-o", str(out), *ARGS)
+    victim = camcli(folder, out)
     while victim.poll() is None and len(list(out.glob("*/explanation.json"))) < 2:
         time.sleep(0.005)
     victim.send_signal(signal.SIGTERM)
     assert victim.wait(timeout=120) == 130
     run = json.loads((out / "run.json").read_text())
-    assert run["status"] == "interrupted" and 0 < run["counts"]["total"] < 20
+    assert run["status"] == "interrupted"
+    assert 0 < run["counts"]["total"] < 20
     assert run["counts"]["total"] % 4 == 0  # whole batches only
-    assert camcli(str(folder), "-o", str(out), *ARGS).wait(timeout=300) == 1
+    assert camcli(folder, out).wait(timeout=300) == 1
     assert snapshot(out) == reference
 
 

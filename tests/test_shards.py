@@ -19,11 +19,12 @@ def test_parts_are_disjoint_and_cover_the_list():
     items = list(range(17))
     for n in (1, 2, 3, 5, 17, 20):
         parts = [select(items, (i, n)) for i in range(n)]
-        assert sum(parts, []) == items  # in order, each once
+        assert [i for part in parts for i in part] == items  # in order, each once
     assert parse_shard("2/3") == (2, 3)
     assert parse_shard(None, {"SLURM_ARRAY_TASK_ID": "4", "SLURM_ARRAY_TASK_COUNT": "5"}) == (4, 5)
-    assert parse_shard(None, {"SLURM_ARRAY_TASK_ID": "11", "SLURM_ARRAY_TASK_COUNT": "3",
-                              "SLURM_ARRAY_TASK_MIN": "10"}) == (1, 3)
+    assert parse_shard(
+        None, {"SLURM_ARRAY_TASK_ID": "11", "SLURM_ARRAY_TASK_COUNT": "3", "SLURM_ARRAY_TASK_MIN": "10"}
+    ) == (1, 3)
     assert parse_shard(None, {}) is None
     for bad in ("3/3", "1", "a/b", "-1/2"):
         with pytest.raises(CamcliError, match="I/N"):
@@ -45,13 +46,17 @@ def test_shards_merge_into_the_unsharded_summary(samples, tmp_path):
     assert result.exit_code == 0, result.output
     merged_lines = [json.loads(line) for line in (parts / "summary.jsonl").read_text().splitlines()]
     whole_lines = [json.loads(line) for line in (whole / "summary.jsonl").read_text().splitlines()]
-    assert [(m["path"], m["status"], m["json"], m["top1"]["class_index"]) for m in merged_lines] == \
-        [(w["path"], w["status"], w["json"], w["top1"]["class_index"]) for w in whole_lines]
+    assert [(m["path"], m["status"], m["json"], m["top1"]["class_index"]) for m in merged_lines] == [
+        (w["path"], w["status"], w["json"], w["top1"]["class_index"]) for w in whole_lines
+    ]
     # Other batches: the numbers agree to float precision, not bit for bit.
-    assert all(m["top1"]["probability"] == pytest.approx(w["top1"]["probability"], rel=1e-5)
-               for m, w in zip(merged_lines, whole_lines, strict=True))
+    assert all(
+        m["top1"]["probability"] == pytest.approx(w["top1"]["probability"], rel=1e-5)
+        for m, w in zip(merged_lines, whole_lines, strict=True)
+    )
     merged = json.loads((parts / "run.json").read_text())
-    assert merged["status"] == "complete" and merged["counts"] == {"ok": 7, "failed": 0, "skipped": 0, "total": 7}
+    assert merged["status"] == "complete"
+    assert merged["counts"] == {"ok": 7, "failed": 0, "skipped": 0, "total": 7}
     for doc in whole.glob("*/explanation.json"):
         a, b = (json.loads(p.read_text())["predictions"] for p in (doc, parts / doc.relative_to(whole)))
         assert [p["class_index"] for p in a] == [p["class_index"] for p in b]

@@ -17,13 +17,15 @@ try:
     main()
 except SystemExit as exc:
     code = exc.code
-print("\\n@@" + __import__("json").dumps({{"code": code, "heavy": [m for m in ("torch", "timm", "torchvision") if m in sys.modules]}}))
+heavy = [m for m in ("torch", "timm", "torchvision") if m in sys.modules]
+print("\\n@@" + __import__("json").dumps({{"code": code, "heavy": heavy}}))
 """
 
 
 def probe(*args: str) -> tuple[int, list[str], str]:
-    done = subprocess.run([sys.executable, "-c", PROBE.format(args=list(args))], capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE.format(args=list(args))], capture_output=True, text=True, timeout=120
+    )
     result = json.loads(done.stdout.rsplit("@@", 1)[1])
     return result["code"], result["heavy"], done.stdout + done.stderr
 
@@ -66,5 +68,6 @@ def test_non_finite_floats_are_refused(value, tmp_path, sample_copy):
     from camcli.cli import cli
 
     result = CliRunner().invoke(cli, ["explain", str(sample_copy), "-o", str(tmp_path / "o"), "--alpha", value])
-    assert result.exit_code == 2 and "finite" in result.output
+    assert result.exit_code == 2
+    assert "finite" in result.output
     assert not (tmp_path / "o").exists()

@@ -19,17 +19,22 @@ from camcli.methods import METHODS
 from camcli.models import DataConfig, load_model
 from camcli.preprocess import decode, to_input
 
-spec = importlib.util.spec_from_file_location("families", Path(__file__).resolve().parent.parent / "docs" / "families.py")
-assert spec is not None and spec.loader is not None
+spec = importlib.util.spec_from_file_location(
+    "families", Path(__file__).resolve().parent.parent / "docs" / "families.py"
+)
+assert spec is not None
+assert spec.loader is not None
 families = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(families)
 
 
 def vit_reshape(prefix: int, h: int, w: int):
     """pytorch-grad-cam's documented reshape transform for ViTs (tokens → B×C×h×w)."""
+
     def reshape(tensor):
         result = tensor[:, prefix:, :].reshape(tensor.size(0), h, w, tensor.size(2))
         return result.transpose(2, 3).transpose(1, 2)
+
     return reshape
 
 
@@ -54,7 +59,7 @@ def transformer(request, samples):
     return name, loaded.model.eval(), layer, reshape, x
 
 
-@pytest.mark.parametrize("method,oracle", [("gradcam", GradCAM), ("hirescam", HiResCAM), ("layercam", LayerCAM)])
+@pytest.mark.parametrize(("method", "oracle"), [("gradcam", GradCAM), ("hirescam", HiResCAM), ("layercam", LayerCAM)])
 def test_default_layer_and_maps_match_pytorch_grad_cam_with_reshape(transformer, method, oracle):
     name, model, layer, reshape, x = transformer
     out = explain_tensors(model, None, x, [method], k=2)
@@ -73,30 +78,34 @@ def test_scorecam_on_tokens_matches_pytorch_grad_cam(samples):
     loaded = load_model("vit_tiny_patch16_224", random_weights=True)
     model = loaded.model.eval()
     families.wake_zero_parameters(model)
-    x = torch.nn.functional.interpolate(torch.stack([to_input(decode(samples / "chelsea.png")[0], loaded.data)[0]]),
-                                        size=(224, 224))
+    x = torch.nn.functional.interpolate(
+        torch.stack([to_input(decode(samples / "chelsea.png")[0], loaded.data)[0]]), size=(224, 224)
+    )
     layer = "blocks.5.norm1"  # 192 channels: as many masked forwards per image
     out = explain_tensors(model, layer, x, ["scorecam"], k=1, batch_size=64)
-    with ScoreCAM(model=model, target_layers=[dict(model.named_modules())[layer]],
-                  reshape_transform=vit_reshape(1, 14, 14)) as cam:
+    with ScoreCAM(
+        model=model, target_layers=[dict(model.named_modules())[layer]], reshape_transform=vit_reshape(1, 14, 14)
+    ) as cam:
         cam.batch_size = 64
         ref = cam(input_tensor=x, targets=[ClassifierOutputTarget(int(out.classes[0, 0]))])[0]
     ours = out.maps["scorecam"].display[0, 0].flatten().double()
     assert float(torch.corrcoef(torch.stack([ours, torch.from_numpy(ref).flatten().double()]))[0, 1]) >= 0.99
 
 
-@pytest.mark.parametrize("name,layer", [("vit_tiny_patch16_224", None), ("swin_tiny_patch4_window7_224", "layers.0")])
+@pytest.mark.parametrize(
+    ("name", "layer"), [("vit_tiny_patch16_224", None), ("swin_tiny_patch4_window7_224", "layers.0")]
+)
 def test_every_method_works_on_token_and_channels_last_layers(name, layer):
     torch.manual_seed(0)
     model = load_model(name, random_weights=True).model.eval()
     families.wake_zero_parameters(model)
     x = torch.randn(1, 3, 224, 224)
     # Swin's first stage (96 channels, 56×56, B×H×W×C): Score-CAM runs one forward per channel.
-    out = explain_tensors(model, layer, x, list(METHODS), k=1, batch_size=64, occlusion_window=56,
-                          occlusion_stride=56)
+    out = explain_tensors(model, layer, x, list(METHODS), k=1, batch_size=64, occlusion_window=56, occlusion_stride=56)
     for method in METHODS:
         raw = out.maps[method].raw
-        assert torch.isfinite(raw).all() and float(raw.abs().max()) > 0, (name, method)
+        assert torch.isfinite(raw).all(), (name, method)
+        assert float(raw.abs().max()) > 0, (name, method)
 
 
 def test_torchvision_vit_default_layer():
@@ -152,9 +161,11 @@ def test_planted_region_gets_the_peak():
     [result] = explainer.explain([image], classes=["planted"])
     for exp in result.explanations:
         x, y = exp.peak
-        assert 64 <= x < 96 and 0 <= y < 32, (exp.method, exp.peak)
-        x0, y0, x1, y1 = exp.bbox
-        assert x0 >= 48 and y1 <= 40, (exp.method, exp.bbox)  # around the planted patch, not the distractor
+        assert 64 <= x < 96, (exp.method, exp.peak)
+        assert 0 <= y < 32, (exp.method, exp.peak)
+        x0, _y0, _x1, y1 = exp.bbox
+        assert x0 >= 48, (exp.method, exp.bbox)  # around the planted patch, not the distractor
+        assert y1 <= 40, (exp.method, exp.bbox)
     # Grad-CAM weighs channels by their average gradient, so the distractor shows at its brightness (half);
     # LayerCAM weighs each position by its own gradient: nothing where the score never reads.
     gradcam, layercam = (result.get(m, 1).full_map() for m in ("gradcam", "layercam"))

@@ -18,8 +18,12 @@ from camcli.writer import RunContext, write
 @pytest.fixture(scope="module")
 def chelsea_result(lite0, samples):
     layer = resolve_layer(lite0.model, lite0.data.input_size)
-    options = EngineOptions(layers=((layer.name, layer.layout),), targets=Targets((), 3), device=torch.device("cpu"),
-                            methods=("gradcam", "counterfactual", "guided-gradcam"))
+    options = EngineOptions(
+        layers=((layer.name, layer.layout),),
+        targets=Targets((), 3),
+        device=torch.device("cpu"),
+        methods=("gradcam", "counterfactual", "guided-gradcam"),
+    )
     [result] = list(explain(lite0, discover([samples / "chelsea.png"]), options))
     return result
 
@@ -30,7 +34,8 @@ def test_every_file_belongs_to_its_own_explanation(chelsea_result, tmp_path, sav
     doc = write(tmp_path, result, RunContext(model={}, preprocess={}, save=frozenset(save)))
     folder, geometry = tmp_path / "chelsea.png", result.prepared.geometry
     cams = [exp for exp in result.explanations if exp.method in ("gradcam", "counterfactual")]
-    assert len(cams) == 6 and len({float(exp.input_map.sum()) for exp in cams}) >= 3  # distinct maps to tell apart
+    assert len(cams) == 6
+    assert len({float(exp.input_map.sum()) for exp in cams}) >= 3
     for exp, entry in zip(result.explanations, doc["explanations"], strict=True):
         assert (entry["method"], entry["class_index"]) == (exp.method, exp.class_index)
         if "raw_map" in save:
@@ -42,10 +47,17 @@ def test_every_file_belongs_to_its_own_explanation(chelsea_result, tmp_path, sav
         alone = maps.to_original(exp.input_map[None], geometry)[0].numpy()
         if "map" in save:
             saved = np.load(folder / entry["files"]["map"])
-            assert saved.dtype == np.float32 and saved.shape == (geometry.height, geometry.width)
+            assert saved.dtype == np.float32
+            assert saved.shape == (geometry.height, geometry.width)
             np.testing.assert_array_equal(saved, alone)
         if "overlay" in save:
-            expected = render.overlay(result.prepared.image, render.dimmed(result.prepared.image), alone,
-                                      maps.seen_rect(geometry), box=exp.bbox)
+            expected = render.overlay(
+                result.prepared.image,
+                render.dimmed(result.prepared.image),
+                alone,
+                maps.seen_rect(geometry),
+                box=exp.bbox,
+            )
             with Image.open(folder / entry["files"]["overlay"]) as overlay:
-                assert overlay.format == "PNG" and np.array_equal(np.asarray(overlay), np.asarray(expected))
+                assert overlay.format == "PNG"
+                assert np.array_equal(np.asarray(overlay), np.asarray(expected))

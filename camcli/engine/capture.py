@@ -18,9 +18,9 @@ Parameters' ``.grad`` are never touched. Hooks live in a ``with`` block and are 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, nullcontext
-import threading
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from weakref import WeakKeyDictionary
@@ -51,8 +51,7 @@ class Tap(Protocol):
         """One class's gradients of ``tensors()`` → that class's B×… result."""
         ...
 
-    def reset(self) -> None:
-        ...
+    def reset(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -64,8 +63,11 @@ class Needs:
     taps: tuple[str, ...] = ()  # names of taps (see Capture's ``taps``)
 
     def __or__(self, other: Needs) -> Needs:
-        return Needs(self.layer_gradients or other.layer_gradients, self.rules | other.rules,
-                     tuple(dict.fromkeys(self.taps + other.taps)))
+        return Needs(
+            self.layer_gradients or other.layer_gradients,
+            self.rules | other.rules,
+            tuple(dict.fromkeys(self.taps + other.taps)),
+        )
 
 
 @dataclass(frozen=True)
@@ -118,9 +120,16 @@ class Capture:
     exception, so the caller's model is left as it was.
     """
 
-    def __init__(self, model: nn.Module, layers: Sequence[tuple[str, Layout]], needs: Needs = Needs(),
-                 scores: Scores = lambda out: out, taps: Mapping[str, Tap] | None = None,
-                 channels_last: bool = False, autocast: Callable[[], AbstractContextManager[Any]] = nullcontext) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: Sequence[tuple[str, Layout]],
+        needs: Needs = Needs(),
+        scores: Scores = lambda out: out,
+        taps: Mapping[str, Tap] | None = None,
+        channels_last: bool = False,
+        autocast: Callable[[], AbstractContextManager[Any]] = nullcontext,
+    ) -> None:
         modules = dict(model.named_modules())
         for name, _ in layers:
             if name not in modules:
@@ -219,7 +228,6 @@ class Capture:
             raise RuntimeError("Capture must be used inside a 'with' block")
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        needs = self.needs
         self._outputs.clear()
         for tap in self.taps.values():
             tap.reset()
@@ -246,14 +254,20 @@ class Capture:
         finally:
             self._outputs.clear()
         layers = tuple(
-            LayerCapture(name, layout, output.detach(), layout.to_map(output.detach()).float(),
-                         None if grads is None else torch.stack([layout.to_map(g[i]) for g in grads], dim=1).float())
+            LayerCapture(
+                name,
+                layout,
+                output.detach(),
+                layout.to_map(output.detach()).float(),
+                None if grads is None else torch.stack([layout.to_map(g[i]) for g in grads], dim=1).float(),
+            )
             for i, ((name, layout), output) in enumerate(zip(self.layers, outputs, strict=True))
         )
         return Pass(x.detach(), scores.detach(), classes, layers, inputs, taps)
 
-    def _backward(self, selected: torch.Tensor, x: torch.Tensor, outputs: list[torch.Tensor]) -> tuple[
-            list[list[torch.Tensor]] | None, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    def _backward(
+        self, selected: torch.Tensor, x: torch.Tensor, outputs: list[torch.Tensor]
+    ) -> tuple[list[list[torch.Tensor]] | None, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Per class: one plain backward for the layer gradients, plain input gradient and taps, then
         one per other rule. The graph is freed by the last one."""
         needs = self.needs
@@ -286,7 +300,7 @@ class Capture:
                     inputs["plain"].append(grads[at])
                     at += 1
                 for name, tensors in tap_tensors.items():
-                    taps[name].append(self.taps[name].reduce(grads[at: at + len(tensors)], x.detach()))
+                    taps[name].append(self.taps[name].reduce(grads[at : at + len(tensors)], x.detach()))
                     at += len(tensors)
             for rule in other_rules:
                 done += 1

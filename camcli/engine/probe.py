@@ -30,8 +30,13 @@ Rows = Callable[[int, int], torch.Tensor]  # (start, stop) → those rows of the
 class Probe:
     """``probe.inputs(...)`` and ``probe.from_layer(...)``: class scores of perturbed forwards."""
 
-    def __init__(self, model: nn.Module, scores: Scores, batch_size: int,
-                 autocast: Callable[[], AbstractContextManager[Any]] = nullcontext) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        scores: Scores,
+        batch_size: int,
+        autocast: Callable[[], AbstractContextManager[Any]] = nullcontext,
+    ) -> None:
         self.model = model
         self.scores = scores
         self.batch_size = batch_size
@@ -48,11 +53,13 @@ class Probe:
 
     def inputs(self, rows: Rows, total: int) -> torch.Tensor:
         """Class scores (total×C) of the inputs ``rows`` builds, ``batch_size`` at a time."""
-        return torch.cat([self._forward(rows(i, min(i + self.batch_size, total)))
-                          for i in range(0, total, self.batch_size)])
+        return torch.cat(
+            [self._forward(rows(i, min(i + self.batch_size, total))) for i in range(0, total, self.batch_size)]
+        )
 
-    def from_layer(self, layer: LayerCapture, b: int, x: torch.Tensor, rows: Rows, total: int,
-                   expected: torch.Tensor) -> torch.Tensor:
+    def from_layer(
+        self, layer: LayerCapture, b: int, x: torch.Tensor, rows: Rows, total: int, expected: torch.Tensor
+    ) -> torch.Tensor:
         """Class scores (total×C) with the layer's output for image ``b`` of the pass replaced by the maps
         ``rows`` builds (N×C×h×w, variants of its maps). ``x`` is that image (1×3×H×W) and ``expected``
         its real scores."""
@@ -63,12 +70,14 @@ class Probe:
         chunks = []
         for i in range(0, total, self.batch_size):
             replacement = layer.layout.from_map(rows(i, min(i + self.batch_size, total)), like)
-            chunks.append(self._replaced(layer.name, x if tail else x.expand(len(replacement), *x.shape[1:]),
-                                         replacement))
+            chunks.append(
+                self._replaced(layer.name, x if tail else x.expand(len(replacement), *x.shape[1:]), replacement)
+            )
         return torch.cat(chunks)
 
     def _replaced(self, name: str, x: torch.Tensor, replacement: torch.Tensor) -> torch.Tensor:
         """Scores of ``x`` with layer ``name``'s output replaced (hook removed in ``finally``)."""
+
         def replace(module: nn.Module, args: object, output: Any) -> torch.Tensor:
             return replacement.to(output.dtype)
 

@@ -34,19 +34,66 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 ACTIVATION_MODULES: tuple[type[nn.Module], ...] = (
-    nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.SELU, nn.CELU,
-    nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish, nn.Softplus,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.Hardtanh,
+    nn.LeakyReLU,
+    nn.PReLU,
+    nn.RReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Hardswish,
+    nn.Softplus,
 )
 # timm's own activation classes (used when its memory-efficient or scriptable variants are chosen).
-TIMM_ACTIVATIONS = frozenset({
-    "Swish", "SwishMe", "SwishAuto", "Mish", "MishMe", "MishAuto", "HardSwish", "HardSwishMe",
-    "HardMish", "HardMishMe", "GELU", "GELUTanh", "QuickGELU", "PReLU",
-})
-ACTIVATION_FUNCTIONS = frozenset({
-    F.relu, F.relu_, torch.relu, torch.relu_, torch.Tensor.relu, torch.Tensor.relu_,
-    F.relu6, F.hardtanh, F.hardtanh_, F.leaky_relu, F.leaky_relu_, F.rrelu, F.prelu,
-    F.elu, F.elu_, F.selu, F.celu, F.gelu, F.silu, F.mish, F.hardswish, F.softplus,
-})
+TIMM_ACTIVATIONS = frozenset(
+    {
+        "Swish",
+        "SwishMe",
+        "SwishAuto",
+        "Mish",
+        "MishMe",
+        "MishAuto",
+        "HardSwish",
+        "HardSwishMe",
+        "HardMish",
+        "HardMishMe",
+        "GELU",
+        "GELUTanh",
+        "QuickGELU",
+        "PReLU",
+    }
+)
+ACTIVATION_FUNCTIONS = frozenset(
+    {
+        F.relu,
+        F.relu_,
+        torch.relu,
+        torch.relu_,
+        torch.Tensor.relu,
+        torch.Tensor.relu_,
+        F.relu6,
+        F.hardtanh,
+        F.hardtanh_,
+        F.leaky_relu,
+        F.leaky_relu_,
+        F.rrelu,
+        F.prelu,
+        F.elu,
+        F.elu_,
+        F.selu,
+        F.celu,
+        F.gelu,
+        F.silu,
+        F.mish,
+        F.hardswish,
+        F.softplus,
+    }
+)
 IN_PLACE_FUNCTIONS = frozenset({F.relu_, torch.relu_, torch.Tensor.relu_, F.hardtanh_, F.leaky_relu_, F.elu_})
 MODES = ("plain", "guided", "deconv")
 
@@ -80,8 +127,9 @@ class _FunctionalActivations(TorchFunctionMode):
         super().__init__()
         self.rules = rules
 
-    def __torch_function__(self, func: Callable[..., Any], types: Any, args: tuple[Any, ...] = (),
-                           kwargs: dict[str, Any] | None = None) -> Any:
+    def __torch_function__(
+        self, func: Callable[..., Any], types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
+    ) -> Any:
         kwargs = kwargs or {}
         if func not in ACTIVATION_FUNCTIONS:
             return func(*args, **kwargs)
@@ -125,8 +173,9 @@ class Rules:
 
     def _before_activation(self, module: nn.Module, args: tuple[Any, ...]) -> None:
         source = args[0] if args else None
-        if isinstance(source, torch.Tensor):
-            self._inputs[module] = self.input_copy(source, bool(getattr(module, "inplace", False)))
+        copy = self.input_copy(source, bool(getattr(module, "inplace", False)))
+        if copy is not None:
+            self._inputs[module] = copy
 
     def _on_activation(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> Any:
         if isinstance(output, torch.Tensor):
@@ -149,11 +198,11 @@ class Rules:
         mark = (id(self), output._version)  # an in-place activation makes a new version: gate it too
         if getattr(output, "_camcli_gated", None) != mark:
             output._camcli_gated = mark  # type: ignore[attr-defined]
-            output.register_hook(self._clamp)
+            output.register_hook(self._clamp)  # type: ignore[no-untyped-call]  # torch leaves it unannotated
         if source is None or getattr(output, "_camcli_deconv", False):
             return output
         routed = _Deconv.apply(source, output, self)
-        routed._camcli_deconv = True  # type: ignore[attr-defined]
+        routed._camcli_deconv = True
         return routed
 
     @contextmanager

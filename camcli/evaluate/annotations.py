@@ -75,12 +75,15 @@ class Matching:
 
 # --- shared checks -------------------------------------------------------------------------------
 
+
 def _number(text: str, name: str, where: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise AnnotationError(f"{where}: {name} is '{text}', not a number. Write pixel coordinates as "
-                              "integers or decimals, e.g. 12 or 12.5.") from None
+        raise AnnotationError(
+            f"{where}: {name} is '{text}', not a number. Write pixel coordinates as "
+            "integers or decimals, e.g. 12 or 12.5."
+        ) from None
     if not math.isfinite(value):
         raise AnnotationError(f"{where}: {name} is {text.strip()}. Coordinates must be finite pixel values.")
     return value
@@ -91,12 +94,16 @@ def _check_box(box: Box, where: str) -> Box:
     x0, y0, x1, y1 = box
     for name, value in (("x0", x0), ("y0", y0)):
         if value < 0:
-            raise AnnotationError(f"{where}: {name} is {value:g}, below 0. Boxes are in pixels of the image, "
-                                  "measured from its top-left corner.")
+            raise AnnotationError(
+                f"{where}: {name} is {value:g}, below 0. Boxes are in pixels of the image, "
+                "measured from its top-left corner."
+            )
     for lo, hi, a, b in (("x0", "x1", x0, x1), ("y0", "y1", y0, y1)):
         if b <= a:
-            raise AnnotationError(f"{where}: {hi} ({b:g}) must be greater than {lo} ({a:g}). Boxes are "
-                                  "[x0, y0, x1, y1) with x1 and y1 exclusive: a box one pixel wide has x1 = x0 + 1.")
+            raise AnnotationError(
+                f"{where}: {hi} ({b:g}) must be greater than {lo} ({a:g}). Boxes are "
+                "[x0, y0, x1, y1) with x1 and y1 exclusive: a box one pixel wide has x1 = x0 + 1."
+            )
     return box
 
 
@@ -122,27 +129,32 @@ def _csv_rows(path: Path, columns: tuple[str, ...]) -> Iterator[tuple[int, list[
         wanted = ",".join(columns)
         if header is None:
             raise AnnotationError(f"{path} is empty. Its first line must be the header {wanted}.")
-        if tuple(cell.strip() for cell in header[:len(columns)]) != columns:
-            raise AnnotationError(f"{path} line 1: the header is '{','.join(header)}'. It must start with "
-                                  f"{wanted} (further columns are allowed and ignored).")
+        if tuple(cell.strip() for cell in header[: len(columns)]) != columns:
+            raise AnnotationError(
+                f"{path} line 1: the header is '{','.join(header)}'. It must start with "
+                f"{wanted} (further columns are allowed and ignored)."
+            )
         for row in reader:
             if any(cell.strip() for cell in row):
                 yield reader.line_num, row
     except csv.Error as exc:
-        raise AnnotationError(f"{path} line {reader.line_num}: not valid CSV ({exc}). "
-                              "Quote fields that hold commas or quotes.") from None
+        raise AnnotationError(
+            f"{path} line {reader.line_num}: not valid CSV ({exc}). Quote fields that hold commas or quotes."
+        ) from None
 
 
 def _remap(truths: list[ImageTruth], class_map: Mapping[str, str] | None) -> list[ImageTruth]:
     """Rename classes through ``class_map`` (exact text); an empty target drops the object."""
     if not class_map:
         return truths
-    renamed = [(t, [replace(o, class_spec=class_map.get(o.class_spec, o.class_spec)) for o in t.objects])
-               for t in truths]
+    renamed = [
+        (t, [replace(o, class_spec=class_map.get(o.class_spec, o.class_spec)) for o in t.objects]) for t in truths
+    ]
     return [replace(t, objects=tuple(o for o in objects if o.class_spec)) for t, objects in renamed]
 
 
 # --- CSV -----------------------------------------------------------------------------------------
+
 
 def read_csv(path: Path, class_map: Mapping[str, str] | None = None) -> list[ImageTruth]:
     """A CSV with the header ``path,class,x0,y0,x1,y1``, one row per box (further columns ignored).
@@ -155,19 +167,24 @@ def read_csv(path: Path, class_map: Mapping[str, str] | None = None) -> list[Ima
     for line, row in _csv_rows(path, CSV_COLUMNS):
         where = f"{path} line {line}"
         if len(row) < len(CSV_COLUMNS):
-            raise AnnotationError(f"{where}: {len(row)} columns, expected 6 ({','.join(CSV_COLUMNS)}). For a class "
-                                  "without a box leave the coordinates empty, e.g. 'img.jpg,tabby,,,,'.")
+            raise AnnotationError(
+                f"{where}: {len(row)} columns, expected 6 ({','.join(CSV_COLUMNS)}). For a class "
+                "without a box leave the coordinates empty, e.g. 'img.jpg,tabby,,,,'."
+            )
         name, spec = row[0].strip(), row[1].strip()
         if not name or not spec:
-            raise AnnotationError(f"{where}: the {'path' if not name else 'class'} is empty. Every row names an "
-                                  "image and a class.")
+            raise AnnotationError(
+                f"{where}: the {'path' if not name else 'class'} is empty. Every row names an image and a class."
+            )
         cells = [cell.strip() for cell in row[2:6]]
         box: Box | None = None
         if any(cells):
             if not all(cells):
-                raise AnnotationError(f"{where}: give all four of x0,y0,x1,y1, or leave all four empty for an "
-                                      "image whose class is known but not where it is.")
-            x0, y0, x1, y1 = (_number(c, n, where) for c, n in zip(cells, CSV_COLUMNS[2:]))
+                raise AnnotationError(
+                    f"{where}: give all four of x0,y0,x1,y1, or leave all four empty for an "
+                    "image whose class is known but not where it is."
+                )
+            x0, y0, x1, y1 = (_number(c, n, where) for c, n in zip(cells, CSV_COLUMNS[2:], strict=False))
             box = _check_box((x0, y0, x1, y1), where)
         image = Path(name) if Path(name).is_absolute() else path.parent / name
         key = str(image.resolve())
@@ -178,6 +195,7 @@ def read_csv(path: Path, class_map: Mapping[str, str] | None = None) -> list[Ima
 
 # --- Pascal VOC ----------------------------------------------------------------------------------
 
+
 def _refuse_dtd(data: bytes, path: Path) -> None:
     """Reject DOCTYPE and ENTITY declarations before ElementTree sees the file.
 
@@ -187,18 +205,22 @@ def _refuse_dtd(data: bytes, path: Path) -> None:
     parser = xml.parsers.expat.ParserCreate()
 
     def refuse(*_: object) -> None:
-        raise AnnotationError(f"{path} line {parser.CurrentLineNumber}: declares a DOCTYPE or ENTITY. camcli reads "
-                              "plain VOC XML only (entities can read other files or exhaust memory): remove the "
-                              "<!DOCTYPE ...> declaration.")
+        raise AnnotationError(
+            f"{path} line {parser.CurrentLineNumber}: declares a DOCTYPE or ENTITY. camcli reads "
+            "plain VOC XML only (entities can read other files or exhaust memory): remove the "
+            "<!DOCTYPE ...> declaration."
+        )
 
     parser.StartDoctypeDeclHandler = refuse
     parser.EntityDeclHandler = refuse
     try:
         parser.Parse(data, True)
     except xml.parsers.expat.ExpatError as exc:
-        raise AnnotationError(f"{path} line {exc.lineno}, column {exc.offset + 1}: not well-formed XML "
-                              f"({xml.parsers.expat.errors.messages.get(exc.code, exc)}). Fix or regenerate the "
-                              "file.") from None
+        raise AnnotationError(
+            f"{path} line {exc.lineno}, column {exc.offset + 1}: not well-formed XML "
+            f"({xml.parsers.expat.errors.messages.get(exc.code, exc)}). Fix or regenerate the "
+            "file."
+        ) from None
 
 
 def _child_text(element: ET.Element, tag: str) -> str | None:
@@ -214,8 +236,10 @@ def _voc_size(root: ET.Element, path: Path) -> tuple[int, int] | None:
     for tag in ("width", "height"):
         text = _child_text(size, tag)
         if text is None or not text.isdigit() or int(text) == 0:
-            raise AnnotationError(f"{path} annotation/size/{tag}: '{text or ''}' is not a positive whole number of "
-                                  "pixels. Fix it or remove the <size> element.")
+            raise AnnotationError(
+                f"{path} annotation/size/{tag}: '{text or ''}' is not a positive whole number of "
+                "pixels. Fix it or remove the <size> element."
+            )
         values.append(int(text))
     return values[0], values[1]
 
@@ -243,8 +267,10 @@ def _voc_object(obj: ET.Element, index: int, path: Path) -> GroundTruthObject:
         if lo < 0:
             raise AnnotationError(f"{where}/bndbox/{axis}min: {lo:g} is below 0. VOC boxes are 1-based pixels.")
         if hi < lo:
-            raise AnnotationError(f"{where}/bndbox: {axis}max ({hi:g}) is less than {axis}min ({lo:g}). VOC boxes are "
-                                  "1-based and inclusive: min ≤ max.")
+            raise AnnotationError(
+                f"{where}/bndbox: {axis}max ({hi:g}) is less than {axis}min ({lo:g}). VOC boxes are "
+                "1-based and inclusive: min ≤ max."
+            )
     box = (max(xmin - 1, 0.0), max(ymin - 1, 0.0), xmax, ymax)
     return GroundTruthObject(name, _check_box(box, f"{where}/bndbox"), None, where)
 
@@ -266,8 +292,10 @@ def read_voc_file(path: Path) -> ImageTruth:
             return ImageTruth(str(image.resolve()), "path", objects, str(path), size)
         filename = filename or PurePath(location.replace("\\", "/")).name
     if filename is None:
-        raise AnnotationError(f"{path} annotation/filename: missing. Add <filename>IMAGE FILE NAME</filename> "
-                              "so camcli can find the image.")
+        raise AnnotationError(
+            f"{path} annotation/filename: missing. Add <filename>IMAGE FILE NAME</filename> "
+            "so camcli can find the image."
+        )
     return ImageTruth(filename, "suffix", objects, str(path), size)
 
 
@@ -275,18 +303,22 @@ def read_voc(folder: Path, class_map: Mapping[str, str] | None = None) -> list[I
     """Every ``*.xml`` file in ``folder`` (not its subfolders, as VOC's ``Annotations/``), sorted."""
     files = sorted(folder.glob("*.xml"))
     if not files:
-        raise AnnotationError(f"{folder} holds no .xml files. Pass a folder of Pascal VOC annotations, "
-                              "a .csv or a COCO .json file.")
+        raise AnnotationError(
+            f"{folder} holds no .xml files. Pass a folder of Pascal VOC annotations, a .csv or a COCO .json file."
+        )
     return _remap([read_voc_file(f) for f in files], class_map)
 
 
 # --- COCO ----------------------------------------------------------------------------------------
 
+
 def _json_list(doc: Any, key: str, path: Path) -> list[Any]:
     value = doc.get(key)
     if not isinstance(value, list):
-        raise AnnotationError(f"{path} {key}: {'missing' if value is None else 'not a list'}. A COCO file is an "
-                              "object with the lists images, annotations and categories.")
+        raise AnnotationError(
+            f"{path} {key}: {'missing' if value is None else 'not a list'}. A COCO file is an "
+            "object with the lists images, annotations and categories."
+        )
     return value
 
 
@@ -318,8 +350,10 @@ def read_coco(path: Path, class_map: Mapping[str, str] | None = None) -> list[Im
     except json.JSONDecodeError as exc:
         raise AnnotationError(f"{path} line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg}).") from None
     if not isinstance(doc, dict):
-        raise AnnotationError(f"{path}: the top level is not an object. A COCO file is an object with the lists "
-                              "images, annotations and categories.")
+        raise AnnotationError(
+            f"{path}: the top level is not an object. A COCO file is an object with the lists "
+            "images, annotations and categories."
+        )
     images, annotations, categories = (_json_list(doc, k, path) for k in ("images", "annotations", "categories"))
     names: dict[int | str, str] = {}
     for i, cat in enumerate(categories):
@@ -334,8 +368,10 @@ def read_coco(path: Path, class_map: Mapping[str, str] | None = None) -> list[Im
         name = _json_field(img, "file_name", where, (str,)).replace("\\", "/").strip("/")
         if iid in files or name in seen:
             other = files[iid][1] if iid in files else seen[name]
-            raise AnnotationError(f"{where}: repeats the {'id' if iid in files else 'file_name'} of {other}. "
-                                  "Each image is listed once; its objects go in annotations.")
+            raise AnnotationError(
+                f"{where}: repeats the {'id' if iid in files else 'file_name'} of {other}. "
+                "Each image is listed once; its objects go in annotations."
+            )
         w, h = img.get("width"), img.get("height")
         size = (w, h) if isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0 else None
         files[iid], seen[name] = (name, where, size), where
@@ -345,8 +381,11 @@ def read_coco(path: Path, class_map: Mapping[str, str] | None = None) -> list[Im
         iid = _json_field(ann, "image_id", where, (int, str))
         cid = _json_field(ann, "category_id", where, (int, str))
         if iid not in files or cid not in names:
-            missing = (f"image_id {iid!r} is not in images" if iid not in files
-                       else f"category_id {cid!r} is not in categories")
+            missing = (
+                f"image_id {iid!r} is not in images"
+                if iid not in files
+                else f"category_id {cid!r} is not in categories"
+            )
             raise AnnotationError(f"{where}: {missing}. Fix the id or add the entry it refers to.")
         box = None if ann.get("bbox") is None else _coco_box(ann["bbox"], f"{where}.bbox")
         if names[cid]:
@@ -364,8 +403,10 @@ def read_class_map(path: Path) -> dict[str, str]:
             raise AnnotationError(f"{path} line {line}: expected 'source,target' with a non-empty source.")
         source = row[0].strip()
         if source in mapping:
-            raise AnnotationError(f"{path} line {line}: '{source}' is already mapped on line {lines[source]}. "
-                                  "Keep one row per source class.")
+            raise AnnotationError(
+                f"{path} line {line}: '{source}' is already mapped on line {lines[source]}. "
+                "Keep one row per source class."
+            )
         mapping[source], lines[source] = row[1].strip(), line
     return mapping
 
@@ -381,11 +422,14 @@ def read_annotations(path: Path, class_map: Mapping[str, str] | None = None) -> 
         return read_coco(path, class_map)
     if suffix == ".xml":
         return _remap([read_voc_file(path)], class_map)
-    raise AnnotationError(f"Cannot tell the format of '{path}': pass a .csv file, a COCO .json file, "
-                          "or a Pascal VOC .xml file or folder of them.")
+    raise AnnotationError(
+        f"Cannot tell the format of '{path}': pass a .csv file, a COCO .json file, "
+        "or a Pascal VOC .xml file or folder of them."
+    )
 
 
 # --- masks ---------------------------------------------------------------------------------------
+
 
 def read_masks(folder: Path, class_map: Mapping[str, str] | None = None) -> list[ImageTruth]:
     """``--masks DIR``: ``DIR/<class>/<image path under its input folder, suffix replaced by .png>``.
@@ -400,11 +444,15 @@ def read_masks(folder: Path, class_map: Mapping[str, str] | None = None) -> list
         if any(part.startswith(".") for part in rel.parts):
             continue
         if len(rel.parts) < 2:
-            raise AnnotationError(f"Mask '{file}' lies directly in {folder}. Masks go in one folder per class: "
-                                  f"{folder}/<class index or label>/<image path>.png.")
+            raise AnnotationError(
+                f"Mask '{file}' lies directly in {folder}. Masks go in one folder per class: "
+                f"{folder}/<class index or label>/<image path>.png."
+            )
         if file.suffix.lower() != ".png":
-            raise AnnotationError(f"Mask '{file}' is not a .png file. Masks are PNGs named like their image with "
-                                  f"the suffix replaced: {rel.with_suffix('.png').name}.")
+            raise AnnotationError(
+                f"Mask '{file}' is not a .png file. Masks are PNGs named like their image with "
+                f"the suffix replaced: {rel.with_suffix('.png').name}."
+            )
         key = PurePosixPath(*rel.parts[1:]).with_suffix(".png").as_posix()
         found.setdefault(key, []).append(GroundTruthObject(rel.parts[0], None, file, str(file)))
     if not found:
@@ -427,8 +475,10 @@ def load_mask(path: Path, size: tuple[int, int], image: str) -> npt.NDArray[np.b
     except (OSError, UnidentifiedImageError) as exc:
         raise AnnotationError(f"Cannot read mask '{path}': {exc}. Masks must be readable PNG images.") from None
     if picture.size != size:
-        raise AnnotationError(f"Mask '{path}' is {picture.size[0]}×{picture.size[1]} pixels but its image '{image}' "
-                              f"is {size[0]}×{size[1]}. A mask must have its image's size, as a viewer shows it.")
+        raise AnnotationError(
+            f"Mask '{path}' is {picture.size[0]}×{picture.size[1]} pixels but its image '{image}' "
+            f"is {size[0]}×{size[1]}. A mask must have its image's size, as a viewer shows it."
+        )
     if pixels.ndim == 3:
         colour = [i for i, band in enumerate(bands) if band != "A"]
         return np.asarray(np.any(pixels[..., colour] != 0, axis=-1))
@@ -436,6 +486,7 @@ def load_mask(path: Path, size: tuple[int, int], image: str) -> npt.NDArray[np.b
 
 
 # --- classes and matching ------------------------------------------------------------------------
+
 
 def resolve_classes(truths: Sequence[ImageTruth], labels: Sequence[str]) -> dict[str, int]:
     """Each distinct class text → the model's class index (camcli's ``--class`` rules), or an error
@@ -450,8 +501,10 @@ def resolve_classes(truths: Sequence[ImageTruth], labels: Sequence[str]) -> dict
             try:
                 resolved[obj.class_spec] = resolve_class(obj.class_spec, labels)
             except TargetError as exc:
-                raise AnnotationError(f"{obj.origin}: {exc} Map dataset classes to the model's with --class-map "
-                                      "FILE (a CSV source,target; an empty target ignores a class).") from None
+                raise AnnotationError(
+                    f"{obj.origin}: {exc} Map dataset classes to the model's with --class-map "
+                    "FILE (a CSV source,target; an empty target ignores a class)."
+                ) from None
     return resolved
 
 
@@ -473,9 +526,11 @@ class _Index:
         candidates = self.by[truth.match_by].get(key, [])
         if len(candidates) > 1:
             a, b = candidates[0][0], candidates[1][0]
-            raise AnnotationError(f"{truth.origin}: '{truth.ref}' fits both {a} and {b}"
-                                  f"{f' (and {len(candidates) - 2} more)' if len(candidates) > 2 else ''}. "
-                                  "Name the image by a longer path, or explain the folders in separate runs.")
+            raise AnnotationError(
+                f"{truth.origin}: '{truth.ref}' fits both {a} and {b}"
+                f"{f' (and {len(candidates) - 2} more)' if len(candidates) > 2 else ''}. "
+                "Name the image by a longer path, or explain the folders in separate runs."
+            )
         return candidates[0][1] if candidates else None
 
 
@@ -499,8 +554,12 @@ def match_annotations(truths: Sequence[ImageTruth], images: Sequence[ImageRef]) 
         found.setdefault(rel, []).extend(truth.objects)
         if truth.size is not None:
             sizes[rel] = truth.size, truth.origin
-    return Matching({rel: tuple(objs) for rel, objs in found.items()}, sizes, missing,
-                    [rel for _, rel in images if rel not in found])
+    return Matching(
+        {rel: tuple(objs) for rel, objs in found.items()},
+        sizes,
+        missing,
+        [rel for _, rel in images if rel not in found],
+    )
 
 
 def check_image(matching: Matching, rel: PurePosixPath, size: tuple[int, int], image: str) -> None:
@@ -510,13 +569,20 @@ def check_image(matching: Matching, rel: PurePosixPath, size: tuple[int, int], i
     width, height = size
     declared, origin = matching.sizes.get(rel, (size, ""))
     if declared != size:
-        hint = (" The annotation was made on the image before its EXIF rotation: redo it on the rotated image."
-                if declared == (height, width) else " Were the boxes drawn on a resized copy?")
-        raise AnnotationError(f"{origin}: declares {declared[0]}×{declared[1]} pixels but '{image}' is "
-                              f"{width}×{height} as a viewer shows it (EXIF orientation applied).{hint}")
+        hint = (
+            " The annotation was made on the image before its EXIF rotation: redo it on the rotated image."
+            if declared == (height, width)
+            else " Were the boxes drawn on a resized copy?"
+        )
+        raise AnnotationError(
+            f"{origin}: declares {declared[0]}×{declared[1]} pixels but '{image}' is "
+            f"{width}×{height} as a viewer shows it (EXIF orientation applied).{hint}"
+        )
     for obj in matching.objects.get(rel, ()):
         if obj.box is not None and (obj.box[2] > width or obj.box[3] > height):
             x0, y0, x1, y1 = obj.box
-            raise AnnotationError(f"{obj.origin}: the box [{x0:g}, {y0:g}, {x1:g}, {y1:g}) reaches beyond '{image}', "
-                                  f"which is {width}×{height} pixels as a viewer shows it (EXIF orientation applied). "
-                                  "Boxes must be in those pixels.")
+            raise AnnotationError(
+                f"{obj.origin}: the box [{x0:g}, {y0:g}, {x1:g}, {y1:g}) reaches beyond '{image}', "
+                f"which is {width}×{height} pixels as a viewer shows it (EXIF orientation applied). "
+                "Boxes must be in those pixels."
+            )

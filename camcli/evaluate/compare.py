@@ -43,8 +43,10 @@ def _read_run(run: Path) -> list[_Image]:
     try:
         lines = summary.read_text(encoding="utf-8").splitlines()
     except OSError:
-        raise CamcliError(f"'{run}' is not a camcli explain output folder: it has no readable summary.jsonl. "
-                          "Pass the --out folder of a camcli explain run.") from None
+        raise CamcliError(
+            f"'{run}' is not a camcli explain output folder: it has no readable summary.jsonl. "
+            "Pass the --out folder of a camcli explain run."
+        ) from None
     images = []
     for number, line in enumerate(lines, 1):
         try:
@@ -52,8 +54,9 @@ def _read_run(run: Path) -> list[_Image]:
             rel = str(entry["json"]).rsplit("/", 1)[0]
             path, status, error = str(entry["path"]), entry["status"], entry.get("error")
         except (ValueError, KeyError, TypeError):
-            raise CamcliError(f"{summary} line {number} is not a camcli summary line. Run camcli explain "
-                              "again to rewrite it.") from None
+            raise CamcliError(
+                f"{summary} line {number} is not a camcli summary line. Run camcli explain again to rewrite it."
+            ) from None
         folder = run / rel
         try:
             doc = json.loads((folder / JSON_NAME).read_text(encoding="utf-8"))
@@ -152,8 +155,9 @@ def _maps(a: _Image, exp_a: dict[str, Any], b: _Image, exp_b: dict[str, Any]) ->
     return full_a, full_b, "original"
 
 
-def _similarity(map_a: npt.NDArray[Any], map_b: npt.NDArray[Any], box_a: Any, box_b: Any,
-                threshold: float) -> dict[str, float]:
+def _similarity(
+    map_a: npt.NDArray[Any], map_b: npt.NDArray[Any], box_a: Any, box_b: Any, threshold: float
+) -> dict[str, float]:
     """Spearman's ρ, mask IoU and box IoU. Two empty maps agree fully (1.0 each); an empty map against
     a non-empty one shares no ranking (ρ = 0) and no box (0)."""
     flat_a, flat_b = bool(np.ptp(map_a) == 0), bool(np.ptp(map_b) == 0)
@@ -168,8 +172,11 @@ def _similarity(map_a: npt.NDArray[Any], map_b: npt.NDArray[Any], box_a: Any, bo
 
 def _compare(a: _Image, exp_a: dict[str, Any], b: _Image, exp_b: dict[str, Any], threshold: float) -> dict[str, Any]:
     loaded = _maps(a, exp_a, b, exp_b)
-    found: dict[str, Any] = {"method": exp_a["method"], "class_a": exp_a["class_index"],
-                             "class_b": exp_b["class_index"]}
+    found: dict[str, Any] = {
+        "method": exp_a["method"],
+        "class_a": exp_a["class_index"],
+        "class_b": exp_b["class_index"],
+    }
     if isinstance(loaded, str):
         return {**found, "spearman": None, "mask_iou": None, "box_iou": None, "note": loaded}
     map_a, map_b, grid = loaded
@@ -192,9 +199,18 @@ def _image_entry(a: _Image, b: _Image, methods: list[str], primary: str | None, 
     maps = _same_class_maps(a, b, methods, threshold)
     top_a, top_b = _top1(a.doc), _top1(b.doc)
     class_a, class_b = (None if t is None else t["class_index"] for t in (top_a, top_b))
-    entry = {"path": a.path, "a": os.path.abspath(a.folder), "b": os.path.abspath(b.folder),
-             "top1_a": top_a, "top1_b": top_b, "top1_changed": class_a != class_b,
-             "method": primary, "spearman": None, "mask_iou": None, "box_iou": None}
+    entry = {
+        "path": a.path,
+        "a": os.path.abspath(a.folder),
+        "b": os.path.abspath(b.folder),
+        "top1_a": top_a,
+        "top1_b": top_b,
+        "top1_changed": class_a != class_b,
+        "method": primary,
+        "spearman": None,
+        "mask_iou": None,
+        "box_iou": None,
+    }
     mine = [m for m in maps if m["method"] == primary]
     head = next((m for m in mine if m["class_a"] == class_a), None) if class_a == class_b else None
     if head is None and class_a != class_b and primary is not None:
@@ -222,8 +238,9 @@ def _summary(images: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def compare_runs(run_a: Path, run_b: Path, threshold: float = BOX_THRESHOLD, method: str | None = None,
-                 most_changed: int = 10) -> dict[str, Any]:
+def compare_runs(
+    run_a: Path, run_b: Path, threshold: float = BOX_THRESHOLD, method: str | None = None, most_changed: int = 10
+) -> dict[str, Any]:
     """Compare two ``camcli explain`` output folders (see the module docstring).
 
     ``method``: the method of the headline figures (default: the first heat-map method of run A that
@@ -234,22 +251,33 @@ def compare_runs(run_a: Path, run_b: Path, threshold: float = BOX_THRESHOLD, met
     ok = [(a, b) for a, b in pairs if a.error is None and b.error is None]
     methods = _heat_methods(ok)
     if method is not None and method not in methods:
-        raise CamcliError(f"Method '{method}' has no heat maps in both runs (both have: "
-                          f"{', '.join(methods) or 'none'}). Pass one of those.")
+        raise CamcliError(
+            f"Method '{method}' has no heat maps in both runs (both have: "
+            f"{', '.join(methods) or 'none'}). Pass one of those."
+        )
     primary = method or next(iter(methods), None)
     images = [_image_entry(a, b, methods, primary, threshold) for a, b in ok]
-    failures = [{"path": a.path, "run": "both" if a.error and b.error else "a" if a.error else "b",
-                 "error": a.error or b.error} for a, b in pairs if a.error or b.error]
+    failures = [
+        {"path": a.path, "run": "both" if a.error and b.error else "a" if a.error else "b", "error": a.error or b.error}
+        for a, b in pairs
+        if a.error or b.error
+    ]
     worst = sorted((i for i in images if i["spearman"] is not None), key=lambda i: (i["spearman"], i["path"]))
     return {
         "schema_version": SCHEMA_VERSION,
-        "run_a": os.path.abspath(run_a), "run_b": os.path.abspath(run_b),
-        "method": primary, "threshold": threshold,
+        "run_a": os.path.abspath(run_a),
+        "run_b": os.path.abspath(run_b),
+        "method": primary,
+        "threshold": threshold,
         "images": images,
-        "only_in_a": [i.path for i in only_a], "only_in_b": [i.path for i in only_b],
-        "failed": [f["path"] for f in failures], "failures": failures,
-        "most_changed": [{"path": i["path"], "spearman": i["spearman"], "top1_changed": i["top1_changed"]}
-                         for i in worst[:most_changed]],
+        "only_in_a": [i.path for i in only_a],
+        "only_in_b": [i.path for i in only_b],
+        "failed": [f["path"] for f in failures],
+        "failures": failures,
+        "most_changed": [
+            {"path": i["path"], "spearman": i["spearman"], "top1_changed": i["top1_changed"]}
+            for i in worst[:most_changed]
+        ],
         "summary": _summary(images),
     }
 
@@ -269,27 +297,34 @@ def gate(result: dict[str, Any], min_similarity: float) -> tuple[bool, str]:
     problems = []
     if below:
         worst = min(below, key=lambda i: i["spearman"])
-        problems.append(f"{len(below)} of {len(images)} images below ρ = {min_similarity:g} "
-                        f"(worst: {worst['path']}, ρ = {worst['spearman']:.3f})")
+        problems.append(
+            f"{len(below)} of {len(images)} images below ρ = {min_similarity:g} "
+            f"(worst: {worst['path']}, ρ = {worst['spearman']:.3f})"
+        )
     if unknown:
         problems.append(f"{len(unknown)} could not be compared (e.g. {unknown[0]})")
     if problems:
         return False, "similarity gate failed: " + "; ".join(problems)
     lowest = result["summary"]["spearman_min"]
-    return True, (f"similarity gate passed: all {len(images)} images have ρ ≥ {min_similarity:g} "
-                  f"(lowest {lowest:.3f})")
+    return True, (f"similarity gate passed: all {len(images)} images have ρ ≥ {min_similarity:g} (lowest {lowest:.3f})")
 
 
 def summary_text(result: dict[str, Any]) -> str:
     """A few readable lines for stderr: how many images, how many changed, the least similar."""
     summary = result["summary"]
-    lines = [f"{summary['images']} images in both runs ({len(result['only_in_a'])} only in A, "
-             f"{len(result['only_in_b'])} only in B, {len(result['failed'])} failed); method {result['method']}"]
+    lines = [
+        f"{summary['images']} images in both runs ({len(result['only_in_a'])} only in A, "
+        f"{len(result['only_in_b'])} only in B, {len(result['failed'])} failed); method {result['method']}"
+    ]
     if summary.get("spearman_mean") is not None:
-        lines.append(f"top-1 changed: {summary['top1_changed']:.1%}; map similarity (Spearman ρ): mean "
-                     f"{summary['spearman_mean']:.3f}, median {summary['spearman_median']:.3f}, "
-                     f"lowest {summary['spearman_min']:.3f}")
+        lines.append(
+            f"top-1 changed: {summary['top1_changed']:.1%}; map similarity (Spearman ρ): mean "
+            f"{summary['spearman_mean']:.3f}, median {summary['spearman_median']:.3f}, "
+            f"lowest {summary['spearman_min']:.3f}"
+        )
     for entry in result["most_changed"][:5]:
         if entry["spearman"] is not None:
-            lines.append(f"  ρ {entry['spearman']:6.3f}{'  top-1 changed' if entry['top1_changed'] else ''}  {entry['path']}")
+            lines.append(
+                f"  ρ {entry['spearman']:6.3f}{'  top-1 changed' if entry['top1_changed'] else ''}  {entry['path']}"
+            )
     return "\n".join(lines)

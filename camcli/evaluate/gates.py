@@ -24,13 +24,16 @@ class GateKind:
     bound: Literal["min", "max"]
 
 
-GATES = {g.name: g for g in (
-    GateKind("max-loc-error", "top1_loc_error", "max"),
-    GateKind("min-pointing-game", "pointing_game", "min"),
-    GateKind("min-energy", "energy_pointing_game", "min"),
-    GateKind("min-insertion-auc", "insertion_auc", "min"),
-    GateKind("max-deletion-auc", "deletion_auc", "max"),
-)}
+GATES = {
+    g.name: g
+    for g in (
+        GateKind("max-loc-error", "top1_loc_error", "max"),
+        GateKind("min-pointing-game", "pointing_game", "min"),
+        GateKind("min-energy", "energy_pointing_game", "min"),
+        GateKind("min-insertion-auc", "insertion_auc", "min"),
+        GateKind("max-deletion-auc", "deletion_auc", "max"),
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -56,11 +59,11 @@ def parse_gate(name: str, value: str | float, where: str = "") -> Gate:
     try:
         threshold = float(text)
     except ValueError:
-        raise CamcliError(f"{context}--{key} '{value}' is not a number. Write VALUE or METHOD:VALUE, "
-                          f"e.g. 0.5 or gradcam:0.5.") from None
+        raise CamcliError(
+            f"{context}--{key} '{value}' is not a number. Write VALUE or METHOD:VALUE, e.g. 0.5 or gradcam:0.5."
+        ) from None
     if not math.isfinite(threshold) or not 0 <= threshold <= 1:
-        raise CamcliError(f"{context}--{key} {text.strip()} is not a share between 0 and 1 "
-                          f"(write 0.45 for 45%).")
+        raise CamcliError(f"{context}--{key} {text.strip()} is not a share between 0 and 1 (write 0.45 for 45%).")
     return Gate(key, method, threshold)
 
 
@@ -87,10 +90,20 @@ def _judge(gate: Gate, method: str | None, values: Mapping[str, float | None] | 
         reason = "no image could be scored (none had the ground truth or maps it needs)"
     else:
         reason = None
-    passed = reason is None and value is not None and (
-        value <= gate.threshold if kind.bound == "max" else value >= gate.threshold)
-    return {"name": gate.name, "method": method, "metric": kind.metric, "threshold": gate.threshold,
-            "value": value, "passed": passed, "reason": reason}
+    passed = (
+        reason is None
+        and value is not None
+        and (value <= gate.threshold if kind.bound == "max" else value >= gate.threshold)
+    )
+    return {
+        "name": gate.name,
+        "method": method,
+        "metric": kind.metric,
+        "threshold": gate.threshold,
+        "value": value,
+        "passed": passed,
+        "reason": reason,
+    }
 
 
 def evaluate_gates(metrics: Mapping[str, Mapping[str, float | None]], gates: Sequence[Gate]) -> list[dict[str, Any]]:

@@ -33,6 +33,7 @@ ClassScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (N×3×H�
 
 # --- boxes and localization ----------------------------------------------------------------------
 
+
 def iou_matrix(boxes_a: npt.ArrayLike, boxes_b: npt.ArrayLike) -> FloatArray:
     """N×M intersection over union of x1/y1-exclusive boxes: |A ∩ B| / |A ∪ B|, 0 where the union is empty."""
     a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4)
@@ -140,6 +141,7 @@ def localization_metrics(cases: Sequence[LocalizationCase]) -> dict[str, float |
 
 # --- pointing games ------------------------------------------------------------------------------
 
+
 def _box_pixels(boxes: npt.ArrayLike) -> npt.NDArray[np.int64]:
     """K×4 integer pixel ranges [left, top, right, bottom) that the boxes overlap."""
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
@@ -150,14 +152,18 @@ def region_mask(shape: tuple[int, int], boxes: Sequence[Box] = (), masks: Sequen
     """height×width union of the pixels that the boxes overlap and the masks' True pixels."""
     region = np.zeros(shape, dtype=bool)
     for left, top, right, bottom in _box_pixels(boxes).tolist():
-        region[max(top, 0):bottom, max(left, 0):right] = True
+        region[max(top, 0) : bottom, max(left, 0) : right] = True
     for mask in masks:
         region |= mask
     return region
 
 
-def pointing_hit(point: tuple[int, int] | None, boxes: Sequence[Box] = (), mask: BoolArray | None = None,
-                 tolerance: float = POINTING_TOLERANCE) -> bool:
+def pointing_hit(
+    point: tuple[int, int] | None,
+    boxes: Sequence[Box] = (),
+    mask: BoolArray | None = None,
+    tolerance: float = POINTING_TOLERANCE,
+) -> bool:
     """Pointing game (Zhang et al. 2016): a hit iff the map's peak pixel (x, y) lies within
     ``tolerance`` pixels (Euclidean, between pixel indices) of a pixel of a ground-truth box or mask.
 
@@ -177,8 +183,8 @@ def pointing_hit(point: tuple[int, int] | None, boxes: Sequence[Box] = (), mask:
         return False
     r = math.floor(tolerance)
     top, left = max(y - r, 0), max(x - r, 0)
-    window = mask[top:y + r + 1, left:x + r + 1]
-    ys, xs = np.ogrid[top:top + window.shape[0], left:left + window.shape[1]]
+    window = mask[top : y + r + 1, left : x + r + 1]
+    ys, xs = np.ogrid[top : top + window.shape[0], left : left + window.shape[1]]
     return bool(np.any(window & ((ys - y) ** 2 + (xs - x) ** 2 <= tolerance * tolerance)))
 
 
@@ -191,6 +197,7 @@ def energy_share(heat: npt.ArrayLike, region: BoolArray) -> float | None:
 
 
 # --- faithfulness: deletion and insertion (RISE) -------------------------------------------------
+
 
 def gaussian_blur(x: torch.Tensor, kernel_size: int = BLUR_KERNEL, sigma: float = BLUR_SIGMA) -> torch.Tensor:
     """Separable Gaussian blur of ...×C×H×W images (normalized kernel, reflected borders), as
@@ -238,21 +245,30 @@ def softmax_scores(model: torch.nn.Module) -> ClassScoreFn:
     return score
 
 
-def _scores(score_fn: ClassScoreFn, rows: int, build: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
-            batch_size: int) -> FloatArray:
+def _scores(
+    score_fn: ClassScoreFn,
+    rows: int,
+    build: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    batch_size: int,
+) -> FloatArray:
     """Score ``rows`` images made chunk by chunk: ``build(row indices)`` gives (images, classes)."""
     out = np.empty(rows, dtype=np.float64)
     for start in range(0, rows, batch_size):
         images, classes = build(torch.arange(start, min(start + batch_size, rows)))
-        out[start:start + len(classes)] = score_fn(images, classes).detach().double().cpu().numpy()
+        out[start : start + len(classes)] = score_fn(images, classes).detach().double().cpu().numpy()
     return out
 
 
-def deletion_insertion_many(score_fn: ClassScoreFn, x: torch.Tensor, saliency: torch.Tensor, classes: torch.Tensor,
-                            steps: int = 50,
-                            substrate_deletion: Callable[[torch.Tensor], torch.Tensor] = torch.zeros_like,
-                            substrate_insertion: Callable[[torch.Tensor], torch.Tensor] = gaussian_blur,
-                            batch_size: int = 64) -> list[FaithfulnessCurves]:
+def deletion_insertion_many(
+    score_fn: ClassScoreFn,
+    x: torch.Tensor,
+    saliency: torch.Tensor,
+    classes: torch.Tensor,
+    steps: int = 50,
+    substrate_deletion: Callable[[torch.Tensor], torch.Tensor] = torch.zeros_like,
+    substrate_insertion: Callable[[torch.Tensor], torch.Tensor] = gaussian_blur,
+    batch_size: int = 64,
+) -> list[FaithfulnessCurves]:
     """Deletion and insertion (Petsiuk et al. 2018, RISE) for P (image, map, class) triples at once.
 
     ``x``: P×3×H×W normalized inputs; ``saliency``: P×H×W maps at input resolution; ``classes``: P.
@@ -282,18 +298,31 @@ def deletion_insertion_many(score_fn: ClassScoreFn, x: torch.Tensor, saliency: t
     return [FaithfulnessCurves(curves[0, p], curves[1, p]) for p in range(pairs)]
 
 
-def deletion_insertion(score_fn: ScoreFn, x: torch.Tensor, saliency: torch.Tensor, steps: int = 50,
-                       substrate_deletion: Callable[[torch.Tensor], torch.Tensor] = torch.zeros_like,
-                       substrate_insertion: Callable[[torch.Tensor], torch.Tensor] = gaussian_blur,
-                       batch_size: int = 64) -> FaithfulnessCurves:
+def deletion_insertion(
+    score_fn: ScoreFn,
+    x: torch.Tensor,
+    saliency: torch.Tensor,
+    steps: int = 50,
+    substrate_deletion: Callable[[torch.Tensor], torch.Tensor] = torch.zeros_like,
+    substrate_insertion: Callable[[torch.Tensor], torch.Tensor] = gaussian_blur,
+    batch_size: int = 64,
+) -> FaithfulnessCurves:
     """Deletion and insertion curves of one 3×H×W input and its H×W map; ``score_fn`` gives the
     explained class's probability for a batch. See :func:`deletion_insertion_many`."""
-    return deletion_insertion_many(lambda batch, _: score_fn(batch), x[None], saliency[None],
-                                   torch.zeros(1, dtype=torch.long), steps, substrate_deletion,
-                                   substrate_insertion, batch_size)[0]
+    return deletion_insertion_many(
+        lambda batch, _: score_fn(batch),
+        x[None],
+        saliency[None],
+        torch.zeros(1, dtype=torch.long),
+        steps,
+        substrate_deletion,
+        substrate_insertion,
+        batch_size,
+    )[0]
 
 
 # --- average drop and increase in confidence (Grad-CAM++) ----------------------------------------
+
 
 def masked_by_map(x: torch.Tensor, maps: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """Grad-CAM++'s explanation map E = I ⊙ L^c, taken in pixel space: normalize(pixels × map).
@@ -306,8 +335,9 @@ def masked_by_map(x: torch.Tensor, maps: torch.Tensor, mean: Sequence[float], st
     return ((x * s + m) * maps.to(x.dtype)[:, None] - m) / s
 
 
-def class_scores(score_fn: ClassScoreFn, images: torch.Tensor, classes: torch.Tensor,
-                 batch_size: int = 64) -> FloatArray:
+def class_scores(
+    score_fn: ClassScoreFn, images: torch.Tensor, classes: torch.Tensor, batch_size: int = 64
+) -> FloatArray:
     """``score_fn`` over N images in chunks of ``batch_size``: N probabilities."""
 
     def build(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -337,6 +367,7 @@ def increase_in_confidence(y: npt.ArrayLike, o: npt.ArrayLike) -> float | None:
 
 
 # --- map against map -----------------------------------------------------------------------------
+
 
 def rankdata(values: npt.ArrayLike) -> FloatArray:
     """1-based ranks of the flattened values; tied values share the mean of their ranks."""
@@ -370,19 +401,26 @@ def mask_iou(a: npt.ArrayLike, b: npt.ArrayLike, threshold: float = BOX_THRESHOL
     return int(np.count_nonzero(ma & mb)) / union if union else None
 
 
-def sanity_correlations(original: npt.ArrayLike,
-                        randomized: Sequence[tuple[str, npt.ArrayLike]]) -> list[dict[str, Any]]:
+def sanity_correlations(
+    original: npt.ArrayLike, randomized: Sequence[tuple[str, npt.ArrayLike]]
+) -> list[dict[str, Any]]:
     """Model-randomization test (Adebayo et al. 2018): for each randomization step (e.g. layers
     re-initialized from the top down), Spearman's ρ between the original map and the map after that
     step, plain and of absolute values (they report both). A faithful method decorrelates quickly."""
     base = np.asarray(original)
-    return [{"step": name, "spearman": spearman(base, heat), "spearman_abs": spearman(np.abs(base), np.abs(heat))}
-            for name, heat in randomized]
+    return [
+        {"step": name, "spearman": spearman(base, heat), "spearman_abs": spearman(np.abs(base), np.abs(heat))}
+        for name, heat in randomized
+    ]
 
 
-def summarize(localization: Sequence[LocalizationCase] | None = None, pointing: Sequence[bool] | None = None,
-              energy: Sequence[float | None] | None = None, faithfulness: Sequence[FaithfulnessCurves] | None = None,
-              confidence: tuple[npt.ArrayLike, npt.ArrayLike] | None = None) -> dict[str, float | None]:
+def summarize(
+    localization: Sequence[LocalizationCase] | None = None,
+    pointing: Sequence[bool] | None = None,
+    energy: Sequence[float | None] | None = None,
+    faithfulness: Sequence[FaithfulnessCurves] | None = None,
+    confidence: tuple[npt.ArrayLike, npt.ArrayLike] | None = None,
+) -> dict[str, float | None]:
     """One method's entry of metrics.json (keys: :data:`camcli.evaluate.schema.METRICS`).
 
     An argument left None was not computed, and its keys are absent (a gate on them then fails as

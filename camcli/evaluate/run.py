@@ -45,6 +45,7 @@ from ..writer import JSON_NAME, atomic_write, json_text
 from . import annotations as gt
 from . import metrics
 from .gates import Gate, evaluate_gates
+from .schema import Box
 from .table import format_table
 
 SCHEMA_VERSION = 1
@@ -69,8 +70,10 @@ class EvaluateJob:
 
     def __post_init__(self) -> None:
         if self.annotations is None and self.masks is None:
-            raise CamcliError("camcli evaluate needs ground truth: --annotations FILE (CSV, COCO JSON, a Pascal VOC "
-                              "folder) and/or --masks DIR.")
+            raise CamcliError(
+                "camcli evaluate needs ground truth: --annotations FILE (CSV, COCO JSON, a Pascal VOC "
+                "folder) and/or --masks DIR."
+            )
         if not 0 < self.loc_threshold < 1:
             raise CamcliError(f"--loc-threshold {self.loc_threshold} is outside (0, 1); the paper uses 0.15.")
         if self.steps < 2:
@@ -100,8 +103,12 @@ def read_truth(job: EvaluateJob) -> list[gt.ImageTruth]:
     return truths
 
 
-def run(job: EvaluateJob, say: Callable[[str], None], emit: Callable[[str], None] | None = None,
-        stop: threading.Event | None = None) -> int:
+def run(
+    job: EvaluateJob,
+    say: Callable[[str], None],
+    emit: Callable[[str], None] | None = None,
+    stop: threading.Event | None = None,
+) -> int:
     """Evaluate; returns the exit code (4 when a gate fails)."""
     from ..runners.local import execute, output_lock
 
@@ -118,8 +125,10 @@ def run(job: EvaluateJob, say: Callable[[str], None], emit: Callable[[str], None
         session = open_session(explain)
         matching = gt.match_annotations(truths, [(Path(printable(i.path)), i.rel) for i in items])
         classes = gt.resolve_classes(truths, session.loaded.labels)
-        per_image = {rel.as_posix(): tuple(dict.fromkeys(classes[o.class_spec] for o in objs))
-                     for rel, objs in matching.objects.items()}
+        per_image = {
+            rel.as_posix(): tuple(dict.fromkeys(classes[o.class_spec] for o in objs))
+            for rel, objs in matching.objects.items()
+        }
         session = with_ground_truth(session, per_image)
         code = execute(explain, session, items, None, stop, say)
         if code == EXIT_INTERRUPTED:
@@ -134,9 +143,12 @@ def with_ground_truth(session: Session, per_image: dict[str, tuple[int, ...]]) -
     targets = dataclasses.replace(session.options.targets, per_image=per_image)
     digest = hashlib.sha256(json.dumps(sorted(per_image.items())).encode()).hexdigest()[:16]
     fingerprint = hashlib.sha256(f"{session.ctx.fingerprint}:{digest}".encode()).hexdigest()[:32]
-    return dataclasses.replace(session, options=dataclasses.replace(session.options, targets=targets),
-                               ctx=dataclasses.replace(session.ctx, fingerprint=fingerprint),
-                               run_info={**session.run_info, "fingerprint": fingerprint})
+    return dataclasses.replace(
+        session,
+        options=dataclasses.replace(session.options, targets=targets),
+        ctx=dataclasses.replace(session.ctx, fingerprint=fingerprint),
+        run_info={**session.run_info, "fingerprint": fingerprint},
+    )
 
 
 def read_run(folder: Path, truths: Sequence[gt.ImageTruth], labels: Sequence[str] | None) -> list[Image]:
@@ -176,8 +188,14 @@ def _labels_of(docs: Any) -> list[str]:
     return [found.get(i, str(i)) for i in range(max(size, max(found, default=-1) + 1))]
 
 
-def finish(job: EvaluateJob, images: list[Image], session: Session | None, out: Path, say: Callable[[str], None],
-           emit: Callable[[str], None] | None) -> int:
+def finish(
+    job: EvaluateJob,
+    images: list[Image],
+    session: Session | None,
+    out: Path,
+    say: Callable[[str], None],
+    emit: Callable[[str], None] | None,
+) -> int:
     """Compute, write metrics.json and per_image.jsonl, print the table, judge the gates."""
     methods = _methods(images, job)
     per_image: dict[str, dict[str, Any]] = {}
@@ -211,15 +229,11 @@ def _methods(images: Sequence[Image], job: EvaluateJob) -> list[str]:
             if REGISTRY.get(exp["method"]) is not None and REGISTRY[exp["method"]].kind == "cam":
                 found[exp["method"]] = None
     if not found:
-        raise CamcliError("The outputs hold no heat-map explanation to evaluate (pixel-space methods such as "
-                          "guided-backprop have no map to box). Explain with --method gradcam (or another CAM).")
+        raise CamcliError(
+            "The outputs hold no heat-map explanation to evaluate (pixel-space methods such as "
+            "guided-backprop have no map to box). Explain with --method gradcam (or another CAM)."
+        )
     return list(found)
-
-
-def _geometry(doc: dict[str, Any]) -> Geometry:
-    source, model, pre = doc["source"], doc["model"], doc["preprocess"]
-    return Geometry(int(source["width"]), int(source["height"]), tuple(pre["resized_size"]),
-                    tuple(float(v) for v in pre["crop_box"]), tuple(model["input_size"]))
 
 
 def _input_heat(image: Image, exp: dict[str, Any]) -> torch.Tensor | None:
@@ -232,19 +246,21 @@ def _input_heat(image: Image, exp: dict[str, Any]) -> torch.Tensor | None:
 
 
 def _explanation(image: Image, method: str, cls: int) -> dict[str, Any] | None:
-    return next((e for e in image.doc.get("explanations", []) if e["method"] == method and e["class_index"] == cls),
-                None)
+    return next(
+        (e for e in image.doc.get("explanations", []) if e["method"] == method and e["class_index"] == cls), None
+    )
 
 
-def evaluate_method(job: EvaluateJob, images: Sequence[Image], method: str,
-                    per_image: dict[str, dict[str, Any]]) -> dict[str, float | None]:
+def evaluate_method(
+    job: EvaluateJob, images: Sequence[Image], method: str, per_image: dict[str, dict[str, Any]]
+) -> dict[str, float | None]:
     """Classification, localization and pointing games of one method over the images with ground truth."""
     cases, hits, energies = [], [], []
     for image in images:
         if image.doc.get("status") != "ok" or not image.classes:
             continue
-        geometry = _geometry(image.doc)
-        boxes: dict[int, list[metrics.Box]] = {c: [] for c in image.classes}
+        geometry = Geometry.from_doc(image.doc)
+        boxes: dict[int, list[Box]] = {c: [] for c in image.classes}
         masks: dict[int, list[np.ndarray]] = {c: [] for c in image.classes}
         for cls, obj in image.objects:
             if obj.box is not None:
@@ -270,13 +286,18 @@ def evaluate_method(job: EvaluateJob, images: Sequence[Image], method: str,
             mask = np.logical_or.reduce(masks[cls]) if masks[cls] else None
             hit = metrics.pointing_hit(tuple(exp["peak"]) if exp.get("peak") else None, boxes[cls], mask, job.tolerance)
             heat = _input_heat(image, exp)
-            full = to_original(input_map(heat[None], tuple(heat.shape)), geometry)[0].numpy() if heat is not None else None
+            full = (
+                to_original(input_map(heat[None], (heat.shape[0], heat.shape[1])), geometry)[0].numpy()
+                if heat is not None
+                else None
+            )
             region = metrics.region_mask((geometry.height, geometry.width), boxes[cls], masks[cls])
             energy = metrics.energy_share(full, region) if full is not None else None
             hits.append(hit)
             energies.append(energy)
             record.setdefault(method, {})[str(cls)] = {
-                "pointing_hit": hit, "energy": energy,
+                "pointing_hit": hit,
+                "energy": energy,
                 "iou": _best_iou(map_boxes.get(cls), boxes[cls]),
             }
         if record:
@@ -298,7 +319,7 @@ def _record(per_image: dict[str, dict[str, Any]], path: str, method: str, by_cla
         entry["pointing_hit"] = all(hits)
 
 
-def _best_iou(found: tuple[int, int, int, int] | None, boxes: Sequence[metrics.Box]) -> float | None:
+def _best_iou(found: tuple[int, int, int, int] | None, boxes: Sequence[Box]) -> float | None:
     if found is None or not boxes:
         return None
     return float(metrics.iou_matrix(found, boxes).max())
@@ -317,8 +338,9 @@ def _inputs(images: Sequence[Image], session: Session) -> Iterator[tuple[Image, 
         yield image, to_input(rgb, session.loaded.data)[0]
 
 
-def faithfulness(job: EvaluateJob, images: Sequence[Image], method: str, session: Session,
-                 per_image: dict[str, dict[str, Any]]) -> dict[str, float | None]:
+def faithfulness(
+    job: EvaluateJob, images: Sequence[Image], method: str, session: Session, per_image: dict[str, dict[str, Any]]
+) -> dict[str, float | None]:
     """Deletion/insertion AUC, average drop and increase in confidence of one method's maps."""
     loaded = session.loaded
     model = loaded.model.eval()
@@ -337,25 +359,49 @@ def faithfulness(job: EvaluateJob, images: Sequence[Image], method: str, session
         if heat is None:
             continue
         tensors.append(x)
-        heats.append(input_map(heat[None], tuple(heat.shape))[0])
+        heats.append(input_map(heat[None], (heat.shape[0], heat.shape[1]))[0])
         classes.append(cls)
         names.append(str(image.doc["source"]["path"]))
     if not tensors:
-        return {"deletion_auc": None, "insertion_auc": None, "average_drop_pct": None, "increase_in_confidence_pct": None}
+        return {
+            "deletion_auc": None,
+            "insertion_auc": None,
+            "average_drop_pct": None,
+            "increase_in_confidence_pct": None,
+        }
     curves: list[metrics.FaithfulnessCurves] = []
     for start in range(0, len(tensors), 16):  # about 4 images each in memory, per triple
         chunk = slice(start, start + 16)
-        curves += metrics.deletion_insertion_many(score, torch.stack(tensors[chunk]), torch.stack(heats[chunk]),
-                                                  torch.tensor(classes[chunk]), job.steps,
-                                                  batch_size=session.options.batch_size)
+        curves += metrics.deletion_insertion_many(
+            score,
+            torch.stack(tensors[chunk]),
+            torch.stack(heats[chunk]),
+            torch.tensor(classes[chunk]),
+            job.steps,
+            batch_size=session.options.batch_size,
+        )
     x_all, maps_all, cls_all = torch.stack(tensors), torch.stack(heats), torch.tensor(classes)
     y = metrics.class_scores(score, x_all, cls_all, session.options.batch_size)
-    o = metrics.class_scores(score, metrics.masked_by_map(x_all, maps_all, loaded.data.mean, loaded.data.std),
-                             cls_all, session.options.batch_size)
+    o = metrics.class_scores(
+        score,
+        metrics.masked_by_map(x_all, maps_all, loaded.data.mean, loaded.data.std),
+        cls_all,
+        session.options.batch_size,
+    )
     for name, cls, curve, yi, oi in zip(names, classes, curves, y, o, strict=True):
-        _record(per_image, name, method, {str(cls): {
-            "deletion_auc": curve.deletion_auc, "insertion_auc": curve.insertion_auc, "confidence": float(yi),
-            "confidence_masked": float(oi)}})
+        _record(
+            per_image,
+            name,
+            method,
+            {
+                str(cls): {
+                    "deletion_auc": curve.deletion_auc,
+                    "insertion_auc": curve.insertion_auc,
+                    "confidence": float(yi),
+                    "confidence_masked": float(oi),
+                }
+            },
+        )
     return metrics.summarize(faithfulness=curves, confidence=(y, o))
 
 
@@ -365,8 +411,11 @@ def randomization_steps(model: torch.nn.Module) -> list[str]:
     steps: list[str] = []
     for name, child in model.named_children():
         if isinstance(child, (torch.nn.Sequential, torch.nn.ModuleList)) and len(child) > 1:
-            steps += [f"{name}.{sub}" for sub, grandchild in child.named_children()
-                      if any(True for _ in grandchild.parameters())]
+            steps += [
+                f"{name}.{sub}"
+                for sub, grandchild in child.named_children()
+                if any(True for _ in grandchild.parameters())
+            ]
         elif any(True for _ in child.parameters()):
             steps.append(name)
     return steps[::-1]
@@ -398,12 +447,19 @@ def sanity_check(images: Sequence[Image], method: str, session: Session) -> list
     return results
 
 
-def _maps(model: torch.nn.Module, session: Session, layers: list[str], method: str, x: torch.Tensor,
-          classes: list[int]) -> list[torch.Tensor]:
+def _maps(
+    model: torch.nn.Module, session: Session, layers: list[str], method: str, x: torch.Tensor, classes: list[int]
+) -> list[torch.Tensor]:
     from ..api import Explainer
 
-    explainer = Explainer(model, layers=layers, methods=[method], data=session.loaded.data,
-                          labels=list(session.loaded.labels), head=session.loaded.head.name)
+    explainer = Explainer(
+        model,
+        layers=layers,
+        methods=[method],
+        data=session.loaded.data,
+        labels=list(session.loaded.labels),
+        head=session.loaded.head.name,
+    )
     maps = []
     for i, cls in enumerate(classes):
         [result] = explainer.explain(x[i], classes=[cls])
@@ -411,8 +467,13 @@ def _maps(model: torch.nn.Module, session: Session, layers: list[str], method: s
     return maps
 
 
-def document(job: EvaluateJob, images: Sequence[Image], flat: dict[str, dict[str, float | None]],
-             sanity: dict[str, list[dict[str, Any]]], gates: list[dict[str, Any]]) -> dict[str, Any]:
+def document(
+    job: EvaluateJob,
+    images: Sequence[Image],
+    flat: dict[str, dict[str, float | None]],
+    sanity: dict[str, list[dict[str, Any]]],
+    gates: list[dict[str, Any]],
+) -> dict[str, Any]:
     """metrics.json: the numbers, nested as documented, with every choice they depend on."""
     any_method = next(iter(flat.values()), {})
 
@@ -423,23 +484,31 @@ def document(job: EvaluateJob, images: Sequence[Image], flat: dict[str, dict[str
     methods = {}
     for name, values in flat.items():
         entry: dict[str, Any] = {
-            "localization": {"top1_loc_error": values.get("top1_loc_error"), "top5_loc_error": values.get("top5_loc_error"),
-                             "gt_known_loc_accuracy": values.get("gt_known_loc_accuracy"),
-                             "threshold": job.loc_threshold, "iou": metrics.LOC_IOU},
+            "localization": {
+                "top1_loc_error": values.get("top1_loc_error"),
+                "top5_loc_error": values.get("top5_loc_error"),
+                "gt_known_loc_accuracy": values.get("gt_known_loc_accuracy"),
+                "threshold": job.loc_threshold,
+                "iou": metrics.LOC_IOU,
+            },
             "pointing_game": {"accuracy": values.get("pointing_game"), "tolerance_px": job.tolerance},
             "energy_pointing_game": values.get("energy_pointing_game"),
         }
         if job.faithfulness:
-            entry.update(deletion_auc=values.get("deletion_auc"), insertion_auc=values.get("insertion_auc"),
-                         average_drop=values.get("average_drop_pct"),
-                         increase_in_confidence=values.get("increase_in_confidence_pct"))
+            entry.update(
+                deletion_auc=values.get("deletion_auc"),
+                insertion_auc=values.get("insertion_auc"),
+                average_drop=values.get("average_drop_pct"),
+                increase_in_confidence=values.get("increase_in_confidence_pct"),
+            )
         if name in sanity:
             entry["sanity"] = sanity[name]
         methods[name] = entry
     annotated = [i for i in images if i.classes]
     return {
         "schema_version": SCHEMA_VERSION,
-        "images": len(images), "annotated": len(annotated),
+        "images": len(images),
+        "annotated": len(annotated),
         "failed": sum(1 for i in images if i.doc.get("status") != "ok"),
         "classification": {"top1": accuracy("top1_cls_error"), "top5": accuracy("top5_cls_error")},
         "methods": methods,
@@ -453,15 +522,33 @@ def protocol(job: EvaluateJob) -> dict[str, Any]:
     return {
         "score": "the class's pre-softmax score for maps; its probability under the model's head for faithfulness",
         "classes": "localization per ILSVRC (top-1, top-5, ground-truth-known); pointing, energy and faithfulness "
-                   "for each image's ground-truth classes (faithfulness: the first, else the top-1 class)",
+        "for each image's ground-truth classes (faithfulness: the first, else the top-1 class)",
         "localization": {"threshold": job.loc_threshold, "segment": "largest 8-connected", "iou": metrics.LOC_IOU},
         "pointing_game": {"tolerance_px": job.tolerance, "point": "the map's peak"},
         "energy_pointing_game": "share of the map (on the image, 0 outside the crop) inside the boxes/masks",
-        **({"faithfulness": {"steps": job.steps, "order": "pixels of the model input by decreasing map value",
-                             "deletion_substrate": "0 in normalized space (the mean colour)",
-                             "insertion_substrate": f"Gaussian blur, kernel {metrics.BLUR_KERNEL}, sigma {metrics.BLUR_SIGMA}",
-                             "auc": "trapezoid rule over [0, 1]",
-                             "average_drop": "image multiplied by the map in pixel space"}} if job.faithfulness else {}),
-        **({"sanity": {"images": SANITY_IMAGES, "cascade": "top-down, cumulative, normal with each tensor's std",
-                       "correlation": "Spearman of the input maps"}} if job.sanity else {}),
+        **(
+            {
+                "faithfulness": {
+                    "steps": job.steps,
+                    "order": "pixels of the model input by decreasing map value",
+                    "deletion_substrate": "0 in normalized space (the mean colour)",
+                    "insertion_substrate": f"Gaussian blur, kernel {metrics.BLUR_KERNEL}, sigma {metrics.BLUR_SIGMA}",
+                    "auc": "trapezoid rule over [0, 1]",
+                    "average_drop": "image multiplied by the map in pixel space",
+                }
+            }
+            if job.faithfulness
+            else {}
+        ),
+        **(
+            {
+                "sanity": {
+                    "images": SANITY_IMAGES,
+                    "cascade": "top-down, cumulative, normal with each tensor's std",
+                    "correlation": "Spearman of the input maps",
+                }
+            }
+            if job.sanity
+            else {}
+        ),
     }

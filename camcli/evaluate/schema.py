@@ -27,8 +27,9 @@ METRICS = (
     MetricInfo("top5_loc_error", "top-5 loc. error", False, "ground-truth boxes (--annotations) and --top-k 5"),
     MetricInfo("gt_known_loc_accuracy", "GT-known loc. acc.", False, "ground-truth boxes (--annotations)"),
     MetricInfo("pointing_game", "pointing game", False, "ground-truth boxes or masks (--annotations, --masks)"),
-    MetricInfo("energy_pointing_game", "energy pointing game", False,
-               "ground-truth boxes or masks (--annotations, --masks)"),
+    MetricInfo(
+        "energy_pointing_game", "energy pointing game", False, "ground-truth boxes or masks (--annotations, --masks)"
+    ),
     MetricInfo("deletion_auc", "deletion AUC", False, "--faithfulness"),
     MetricInfo("insertion_auc", "insertion AUC", False, "--faithfulness"),
     MetricInfo("average_drop_pct", "average drop %", True, "--faithfulness"),

@@ -25,8 +25,13 @@ def _cell(key: str, value: Any) -> str:
 def _lay_out(rows: Sequence[Sequence[str]], right: bool = True) -> list[str]:
     """Columns padded to their widest cell; the first left-aligned, the others right-aligned."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(w) if i == 0 or not right else cell.rjust(w)
-                      for i, (cell, w) in enumerate(zip(row, widths))).rstrip() for row in rows]
+    return [
+        "  ".join(
+            cell.ljust(w) if i == 0 or not right else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=False))
+        ).rstrip()
+        for row in rows
+    ]
 
 
 def format_table(doc: Mapping[str, Any]) -> str:
@@ -39,14 +44,26 @@ def format_table(doc: Mapping[str, Any]) -> str:
     lines: list[str] = []
     if names and keys:
         rows = [["metric", *names]]
-        rows += [[BY_KEY[k].label if k in BY_KEY else k,
-                  *(_cell(k, methods[n][k]) if k in methods[n] else MISSING for n in names)] for k in keys]
+        rows += [
+            [
+                BY_KEY[k].label if k in BY_KEY else k,
+                *(_cell(k, methods[n][k]) if k in methods[n] else MISSING for n in names),
+            ]
+            for k in keys
+        ]
         lines += _lay_out(rows)
     gates: Sequence[Mapping[str, Any]] = doc.get("gates") or []
     if gates:
         lines += ["", "gates"]
-        rows = [[f"  {g['name']} {'≤' if GATES[g['name']].bound == 'max' else '≥'} {g['threshold']:g}",
-                 g["method"] or "", _cell(g["metric"], g["value"]), "PASS" if g["passed"] else "FAIL",
-                 g.get("reason") or ""] for g in gates]
+        rows = [
+            [
+                f"  {g['name']} {'≤' if GATES[g['name']].bound == 'max' else '≥'} {g['threshold']:g}",
+                g["method"] or "",
+                _cell(g["metric"], g["value"]),
+                "PASS" if g["passed"] else "FAIL",
+                g.get("reason") or "",
+            ]
+            for g in gates
+        ]
         lines += _lay_out(rows, right=False)
     return "\n".join(lines)

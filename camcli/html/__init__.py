@@ -35,13 +35,13 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
 
 from .. import __version__
 from ..discover import OUTPUT_MARKER
-from .collect import REPORT_DIR, ImageDoc, audits, explanation_files, image_doc, missing_from, read_json
+from .collect import REPORT_DIR, ImageDoc, audits, explanation_files, image_doc, missing_from, read_json, table_of
 from .compare import load_compare
 from .data import Tables, image_record, metric_keys
 from .meta import evaluation, legend, run_info
@@ -70,7 +70,7 @@ def build_report(out_dir: Path, *, compare: Path | None = None, progress: Progre
     thumbs += [None] * (len(docs) - len(thumbs))
     order = sorted(range(len(docs)), key=lambda i: docs[i].path)
     per_image = audits(out_dir)
-    options = run.get("options") if isinstance(run, dict) and isinstance(run.get("options"), dict) else {}
+    options = table_of(run, "options")
     tables = Tables([str(m) for m in options.get("methods") or []])
     images = [image_record(docs[i], tables, thumbs[i], report_dir, per_image.get(docs[i].path)) for i in order]
     compare_header, pairs = load_compare(compare, report_dir) if compare else (None, [])

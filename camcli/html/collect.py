@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .encode import plain_name
 
@@ -111,7 +112,9 @@ def summary_only(line: dict[str, Any]) -> ImageDoc:
     top = line.get("top1")
     predictions = [_prediction(top)] if isinstance(top, dict) else []
     status = "ok" if line.get("status") == "ok" else "error"
-    return ImageDoc(path=str(line.get("path")), status=status, error=_message(line.get("error")), predictions=predictions)
+    return ImageDoc(
+        path=str(line.get("path")), status=status, error=_message(line.get("error")), predictions=predictions
+    )
 
 
 def missing_from(docs: list[ImageDoc], out_dir: Path) -> list[ImageDoc]:
@@ -132,7 +135,7 @@ def audits(out_dir: Path) -> dict[str, dict[str, dict[str, Any]]]:
         path = line.get("path")
         if not isinstance(path, str):
             continue
-        methods = line.get("methods") if isinstance(line.get("methods"), dict) else {}
+        methods = table_of(line, "methods")
         entry = {str(m): flatten(v) for m, v in methods.items() if isinstance(v, dict)}
         image_wide = flatten({k: v for k, v in line.items() if k not in ("path", "methods")})
         if image_wide:
@@ -149,6 +152,12 @@ def hits(audit: dict[str, dict[str, Any]]) -> dict[str, bool]:
         if found is not None:
             outcome[method] = found
     return outcome
+
+
+def table_of(value: Any, key: str) -> dict[str, Any]:
+    """value[key] when both are JSON objects, else {}: files written by others may hold anything."""
+    inner = value.get(key) if isinstance(value, dict) else None
+    return inner if isinstance(inner, dict) else {}
 
 
 def flatten(value: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -178,7 +187,7 @@ def _prediction(p: dict[str, Any]) -> tuple[Any, str, Any, Any]:
 
 
 def _shot(entry: dict[str, Any]) -> Shot:
-    files = entry.get("files") if isinstance(entry.get("files"), dict) else {}
+    files = table_of(entry, "files")
     kind = "overlay" if plain_name(files.get("overlay")) else "image"
     return Shot(
         method=str(entry.get("method", "")),

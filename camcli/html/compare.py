@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .collect import JSON_NAME, image_doc, read_json
+from .collect import JSON_NAME, image_doc, read_json, table_of
 from .data import num
 from .encode import url_path
 
@@ -32,7 +32,7 @@ def load_compare(path: Path, report_dir: Path) -> tuple[dict[str, Any], list[lis
         "file": str(path),
         "run_a": str(doc.get("run_a", "")),
         "run_b": str(doc.get("run_b", "")),
-        "summary": doc.get("summary") if isinstance(doc.get("summary"), dict) else {},
+        "summary": table_of(doc, "summary"),
         "only_in_a": _names(doc.get("only_in_a")),
         "only_in_b": _names(doc.get("only_in_b")),
     }
@@ -42,9 +42,19 @@ def load_compare(path: Path, report_dir: Path) -> tuple[dict[str, Any], list[lis
 def _pair(entry: dict[str, Any], base: Path, report_dir: Path) -> list[Any]:
     a_picture, a_json = _picture(entry.get("a"), base, report_dir)
     b_picture, b_json = _picture(entry.get("b"), base, report_dir)
-    return [str(entry.get("path", "")), a_picture, b_picture, a_json, b_json, _top1(entry.get("top1_a")),
-            _top1(entry.get("top1_b")), bool(entry.get("top1_changed")),
-            num(entry.get("spearman")), num(entry.get("mask_iou")), num(entry.get("box_iou"))]
+    return [
+        str(entry.get("path", "")),
+        a_picture,
+        b_picture,
+        a_json,
+        b_json,
+        _top1(entry.get("top1_a")),
+        _top1(entry.get("top1_b")),
+        bool(entry.get("top1_changed")),
+        num(entry.get("spearman")),
+        num(entry.get("mask_iou")),
+        num(entry.get("box_iou")),
+    ]
 
 
 def _picture(rel: Any, base: Path, report_dir: Path) -> tuple[str, str]:
@@ -69,8 +79,10 @@ def _top1(value: Any) -> list[Any] | None:
 
 def _dissimilar_first(pair: list[Any]) -> tuple[Any, ...]:
     """Sort key: changed top-1 first, then ascending similarity; unknown similarity counts as least."""
+
     def low(value: Any) -> float:
         return value if isinstance(value, (int, float)) and math.isfinite(value) else -math.inf
+
     return (not pair[7], low(pair[8]), low(pair[9]), low(pair[10]), pair[0])
 
 

@@ -46,27 +46,53 @@ class Tables:
         return _intern(name, self.methods, self._methods)
 
 
-def image_record(doc: ImageDoc, tables: Tables, thumb: str | None, report_dir: Path,
-                 audit: dict[str, dict[str, Any]] | None) -> list[Any]:
+def image_record(
+    doc: ImageDoc, tables: Tables, thumb: str | None, report_dir: Path, audit: dict[str, dict[str, Any]] | None
+) -> list[Any]:
     """One image as the page's compact array (layout in the module docstring)."""
     folder = url_path(doc.folder, report_dir) + "/" if doc.folder else ""
     predictions = [[c, tables.label(label), num(p), num(logit)] for c, label, p, logit in doc.predictions]
     shots = [
-        [tables.method(s.method), s.class_index, tables.label(s.label), s.rank, num(s.logit), num(s.probability),
-         s.bbox, s.peak, quote(fs_bytes(s.file) or b"", safe="") if s.file else "",
-         0 if s.kind == "overlay" else 1]
+        [
+            tables.method(s.method),
+            s.class_index,
+            tables.label(s.label),
+            s.rank,
+            num(s.logit),
+            num(s.probability),
+            s.bbox,
+            s.peak,
+            quote(fs_bytes(s.file) or b"", safe="") if s.file else "",
+            0 if s.kind == "overlay" else 1,
+        ]
         for s in doc.shots
     ]
     outcome = {m: int(v) for m, v in hits(audit).items()} if audit else {}
-    return [doc.path, folder, doc.status, doc.error, thumb or "", predictions, shots, audit or None,
-            outcome or None, doc.size, 0 if doc.folder else 1]
+    return [
+        doc.path,
+        folder,
+        doc.status,
+        doc.error,
+        thumb or "",
+        predictions,
+        shots,
+        audit or None,
+        outcome or None,
+        doc.size,
+        0 if doc.folder else 1,
+    ]
 
 
 def metric_keys(audits: dict[str, dict[str, dict[str, Any]]]) -> list[list[Any]]:
     """Every (method, metric) with numeric or true/false values, for "worst first" sorting:
     [method, metric, 1 if lower is better else 0]."""
-    keys = {(m, k) for audit in audits.values() for m, values in audit.items()
-            for k, v in values.items() if isinstance(v, (int, float))}
+    keys = {
+        (m, k)
+        for audit in audits.values()
+        for m, values in audit.items()
+        for k, v in values.items()
+        if isinstance(v, (int, float))
+    }
     return [[m, k, int(any(word in k for word in LOWER_IS_BETTER))] for m, k in sorted(keys)]
 
 

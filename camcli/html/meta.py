@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..render import COLORMAPS, colorize
-from .collect import flatten
+from .collect import flatten, table_of
 
 LEGEND_STOPS = 17
 
@@ -27,13 +27,13 @@ def evaluation(metrics: Any) -> dict[str, Any] | None:
     if not isinstance(metrics, dict):
         return None
     gates = [g for g in metrics.get("gates") or [] if isinstance(g, dict)]
-    methods = metrics.get("methods") if isinstance(metrics.get("methods"), dict) else {}
+    methods = table_of(metrics, "methods")
     rows = {str(m): flatten(v) for m, v in methods.items() if isinstance(v, dict)}
     columns = list(dict.fromkeys(k for row in rows.values() for k in row))
     return {
         "images": metrics.get("images"),
         "passed": metrics.get("passed"),
-        "classification": flatten(metrics["classification"]) if isinstance(metrics.get("classification"), dict) else {},
+        "classification": flatten(table_of(metrics, "classification")),
         "gates": sorted(gates, key=lambda g: g.get("passed") is True),
         "columns": columns,
         "rows": [[m, *(row.get(c) for c in columns)] for m, row in rows.items()],
@@ -42,7 +42,8 @@ def evaluation(metrics: Any) -> dict[str, Any] | None:
 
 def legend(run: Any) -> dict[str, Any]:
     """The heatmap legend as CSS colour stops computed by camcli.render itself, so they match the overlays."""
-    options = run.get("options") if isinstance(run, dict) and isinstance(run.get("options"), dict) else {}
-    name = options.get("colormap") if options.get("colormap") in COLORMAPS else "jet"
+    options = table_of(run, "options")
+    colormap = options.get("colormap")
+    name = colormap if isinstance(colormap, str) and colormap in COLORMAPS else "jet"
     colors = colorize(np.linspace(0.0, 1.0, LEGEND_STOPS)[None, :], name)[0]
     return {"name": name, "stops": ["#" + "".join(f"{int(c):02x}" for c in rgb) for rgb in colors]}

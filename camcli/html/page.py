@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .encode import js_string, json_for_html
 
@@ -22,8 +23,7 @@ META_MARK = "<!--camcli:meta-->"
 SCRIPTS_MARK = "<!--camcli:scripts-->"
 
 
-def write_page(report_dir: Path, meta: dict[str, Any], images: Sequence[list[Any]],
-               pairs: Sequence[list[Any]]) -> Path:
+def write_page(report_dir: Path, meta: dict[str, Any], images: Sequence[list[Any]], pairs: Sequence[list[Any]]) -> Path:
     """Write everything the page needs; index.html last, so it never points at missing parts."""
     assets = resources.files(__package__).joinpath("assets")
     for name in ASSETS:
@@ -31,9 +31,12 @@ def write_page(report_dir: Path, meta: dict[str, Any], images: Sequence[list[Any
     parts = _write_parts(report_dir, "part", "images", images) + _write_parts(report_dir, "compare", "compare", pairs)
     _remove_stale_parts(report_dir, parts)
     scripts = "\n".join(f'<script src="{name}"></script>' for name in [*parts, "assets/report.js"])
-    page = (assets.joinpath("index.html").read_text(encoding="utf-8")
-            .replace(META_MARK, f'<script type="application/json" id="camcli-meta">{json_for_html(meta)}</script>')
-            .replace(SCRIPTS_MARK, scripts))
+    page = (
+        assets.joinpath("index.html")
+        .read_text(encoding="utf-8")
+        .replace(META_MARK, f'<script type="application/json" id="camcli-meta">{json_for_html(meta)}</script>')
+        .replace(SCRIPTS_MARK, scripts)
+    )
     index = report_dir / "index.html"
     atomic_write(index, page)
     return index
@@ -51,7 +54,7 @@ def _write_parts(report_dir: Path, stem: str, kind: str, records: Sequence[list[
     names = []
     for number, start in enumerate(range(0, len(records), PART_SIZE)):
         name = f"data/{stem}-{number:03d}.js"
-        literal = js_string(json_for_html(records[start:start + PART_SIZE]))
+        literal = js_string(json_for_html(records[start : start + PART_SIZE]))
         script = f"(window.camcliParts = window.camcliParts || []).push([{js_string(kind)}, {literal}]);\n"
         atomic_write(report_dir / name, script)
         names.append(name)

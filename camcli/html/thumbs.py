@@ -37,8 +37,9 @@ def thumbnail(doc: ImageDoc, out_dir: Path) -> str | None:
         if (report_dir / rel).exists() or _from_source(doc, out_dir, report_dir / rel):
             return rel
     shot = next((s for s in doc.shots if s.file and s.kind == "overlay"), None) or next(
-        (s for s in doc.shots if s.file), None)
-    if shot is None or doc.folder is None:
+        (s for s in doc.shots if s.file), None
+    )
+    if shot is None or shot.file is None or doc.folder is None:
         return None
     key = hashlib.sha256(f"{doc.sha256}\0{doc.fingerprint}\0{shot.file}".encode("utf-8", "surrogatepass")).hexdigest()
     rel = _name("o" + key[:31])
@@ -55,7 +56,9 @@ def source_candidates(text: str, out_dir: Path) -> list[Path]:
     if raw is None or b"\0" in raw:
         return []
     found: list[Path] = []
-    for name in dict.fromkeys([os.fsdecode(raw), os.fsdecode(_ESCAPED_BYTE.sub(lambda m: bytes([int(m[1], 16)]), raw))]):
+    for name in dict.fromkeys(
+        [os.fsdecode(raw), os.fsdecode(_ESCAPED_BYTE.sub(lambda m: bytes([int(m[1], 16)]), raw))]
+    ):
         path = Path(name)
         found += [path] if path.is_absolute() else [Path.cwd() / path, out_dir.parent / path]
     return list(dict.fromkeys(found))
@@ -80,9 +83,9 @@ def _from_source(doc: ImageDoc, out_dir: Path, dest: Path) -> bool:
 def _open(source: Path | io.BytesIO) -> Image.Image | None:
     """A small RGB image the way a viewer shows it (EXIF orientation applied), or None."""
     try:
-        with Image.open(source) as img:
-            img.draft("RGB", (2 * SIZE, 2 * SIZE))  # JPEG: decode at a reduced scale, much faster
-            img = _rgb(ImageOps.exif_transpose(img))
+        with Image.open(source) as opened:
+            opened.draft("RGB", (2 * SIZE, 2 * SIZE))  # JPEG: decode at a reduced scale, much faster
+            img = _rgb(ImageOps.exif_transpose(opened))
             img.thumbnail((SIZE, SIZE), Image.Resampling.LANCZOS, reducing_gap=3.0)
             return img
     except Exception:  # a thumbnail is a nicety: any undecodable file means a placeholder instead

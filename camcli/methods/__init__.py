@@ -42,7 +42,9 @@ _REGISTRY = (
     MethodInfo("eigencam", "eigen", "cam", "Eigen-CAM: first principal component of A", _CAM),
     MethodInfo("eigengradcam", "eigen", "cam", "first principal component of G ⊙ A", _CAM),
     MethodInfo("scorecam", "scorecam", "cam", "Score-CAM: channels weighted by the scores of masked inputs", _CAM),
-    MethodInfo("ablationcam", "ablationcam", "cam", "Ablation-CAM: channels weighted by the score drop when zeroed", _CAM),
+    MethodInfo(
+        "ablationcam", "ablationcam", "cam", "Ablation-CAM: channels weighted by the score drop when zeroed", _CAM
+    ),
     MethodInfo("fullgrad", "fullgrad", "cam", "FullGrad: input-gradient and bias-gradient terms", _AUG),
     MethodInfo("occlusion", "occlusion", "cam", "score drop when a sliding window is set to the mean colour"),
     MethodInfo("saliency", "gradients", "pixel", "vanilla backpropagation: ∂y/∂x"),
@@ -71,8 +73,7 @@ def parse_methods(specs: tuple[str, ...] | list[str]) -> tuple[str, ...]:
         name = ALIASES.get(name, name)
         if name not in REGISTRY:
             raise CamcliError(
-                f"Unknown method '{name}'. Use one or more of: {', '.join(METHODS)} "
-                "(e.g. --method gradcam,scorecam)."
+                f"Unknown method '{name}'. Use one or more of: {', '.join(METHODS)} (e.g. --method gradcam,scorecam)."
             )
         resolved.append(name)
     return tuple(dict.fromkeys(resolved)) or ("gradcam",)

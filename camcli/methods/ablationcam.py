@@ -26,6 +26,7 @@ class AblationCam(LayerCam):
         channels = acts.shape[1]
         weights = []
         for b in range(acts.shape[0]):
+
             def ablated(i: int, j: int, b: int = b) -> torch.Tensor:
                 rows = acts[b : b + 1].repeat(j - i, 1, 1, 1)
                 rows[torch.arange(j - i), torch.arange(i, j)] = 0.0

@@ -112,9 +112,11 @@ def first_component(weighted: torch.Tensor) -> torch.Tensor:
     v = torch.linalg.svd(m, full_matrices=False).Vh[..., 0, :]  # B×K×C
     projection = (m @ v[..., None])[..., 0]  # B×K×hw
     reference = weighted.float().mean(dim=2).reshape(b, k, h * w)
-    agreement = ((projection - projection.mean(-1, keepdim=True))
-                 * (reference - reference.mean(-1, keepdim=True))).sum(-1, keepdim=True)
-    return (projection * torch.where(agreement < 0, -1.0, 1.0)).reshape(b, k, h, w)
+    agreement = ((projection - projection.mean(-1, keepdim=True)) * (reference - reference.mean(-1, keepdim=True))).sum(
+        -1, keepdim=True
+    )
+    signed: torch.Tensor = projection * torch.where(agreement < 0, -1.0, 1.0)
+    return signed.reshape(b, k, h, w)
 
 
 def scale_channels(maps: torch.Tensor, eps: float) -> torch.Tensor:

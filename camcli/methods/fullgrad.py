@@ -30,7 +30,9 @@ def _bias(module: nn.Module) -> torch.Tensor | None:
     if isinstance(module, nn.modules.batchnorm._BatchNorm):
         if module.bias is None or module.weight is None or module.running_mean is None or module.running_var is None:
             return None
-        return (module.bias - module.running_mean * module.weight / torch.sqrt(module.running_var + module.eps)).detach()
+        return (
+            module.bias - module.running_mean * module.weight / torch.sqrt(module.running_var + module.eps)
+        ).detach()
     if isinstance(module, nn.Conv2d) and module.bias is not None:
         return module.bias.detach()
     return None
@@ -67,6 +69,7 @@ class BiasLayers:
             if armed() and isinstance(output, torch.Tensor) and output.requires_grad:
                 return self._record(output, bias)
             return None
+
         return hook
 
     def _before(self, bias: torch.Tensor, armed: Callable[[], bool]) -> Callable[..., Any]:
@@ -74,6 +77,7 @@ class BiasLayers:
             if armed() and args and isinstance(args[0], torch.Tensor) and args[0].requires_grad:
                 return (self._record(args[0], bias), *args[1:])
             return None
+
         return hook
 
     def tensors(self) -> list[torch.Tensor]:
@@ -107,7 +111,10 @@ class FullGrad(Method):
         return {"fullgrad": BiasLayers()}
 
     def params(self, s: Settings, layers: tuple[str, ...]) -> dict[str, Any]:
-        return {"layers": "every convolution and batch norm with a bias", **({"smooth": "aug"} if s.smooth == "aug" else {})}
+        return {
+            "layers": "every convolution and batch norm with a bias",
+            **({"smooth": "aug"} if s.smooth == "aug" else {}),
+        }
 
 
 METHODS = {"fullgrad": FullGrad()}

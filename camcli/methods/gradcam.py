@@ -94,5 +94,7 @@ class LayerCamMethod(LayerCam):
         return torch.relu(layer.gradients) * layer.activations[:, None]
 
 
-METHODS = {m.name: m() for m in (GradCam, Counterfactual, GradCamPlusPlus, XGradCam, HiResCam, GradCamElementwise,
-                                  LayerCamMethod)}
+METHODS = {
+    m.name: m()
+    for m in (GradCam, Counterfactual, GradCamPlusPlus, XGradCam, HiResCam, GradCamElementwise, LayerCamMethod)
+}

@@ -19,7 +19,9 @@ from ..engine import Pass, Probe
 from .base import Method, Settings
 
 
-def window_axes(size: tuple[int, int], window: int, stride: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def window_axes(
+    size: tuple[int, int], window: int, stride: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per axis, which pixels each window position covers: R×H and C×W masks (R·C windows in all)."""
     axes = []
     for extent in size:
@@ -42,6 +44,7 @@ class Occlusion(Method):
         x = p.x.float()
         maps = []
         for b in range(x.shape[0]):
+
             def occluded(i: int, j: int, b: int = b) -> torch.Tensor:
                 # Window masks are made batch by batch: all at once are windows × H × W floats.
                 where = torch.arange(i, j, device=x.device)
@@ -53,9 +56,14 @@ class Occlusion(Method):
             total = torch.einsum("kij,ih,jw->khw", drops.T.reshape(-1, rows.shape[0], cols.shape[0]), rows, cols)
             maps.append(total / covered)
         return torch.stack(maps)
+
     def params(self, s: Settings, layers: tuple[str, ...]) -> dict[str, Any]:
-        return {"window": s.occlusion_window, "stride": s.occlusion_stride, "baseline": 0.0,
-                "score": "pre-softmax class score"}
+        return {
+            "window": s.occlusion_window,
+            "stride": s.occlusion_stride,
+            "baseline": 0.0,
+            "score": "pre-softmax class score",
+        }
 
 
 METHODS = {"occlusion": Occlusion()}

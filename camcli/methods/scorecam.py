@@ -27,6 +27,7 @@ class ScoreCam(LayerCam):
         x = p.x.float()
         weights = []
         for b in range(acts.shape[0]):
+
             def masked(i: int, j: int, b: int = b) -> torch.Tensor:
                 # Masks are made batch by batch: all of them at once would be C×H×W floats per image.
                 up = F.interpolate(acts[b : b + 1, i:j], size=x.shape[-2:], mode="bilinear", align_corners=True)[0]

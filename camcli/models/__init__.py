@@ -17,12 +17,21 @@ from torch import nn
 
 from ..errors import ModelError
 from ..heads import HEADS, Head
-from .data import DataConfig, Preprocess, resolve, torchvision_config
+from ..job import Preprocessing
+from .data import DataConfig, resolve, torchvision_config
 from .sources import BUNDLED, ModelRef, build, model_names, parse_model_name
 
 DEFAULT_MODEL = BUNDLED
-__all__ = ["DEFAULT_MODEL", "DataConfig", "LoadedModel", "ModelRef", "Preprocess", "list_model_names", "load_model",
-           "module_data_config", "parse_model_name"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "DataConfig",
+    "LoadedModel",
+    "ModelRef",
+    "list_model_names",
+    "load_model",
+    "module_data_config",
+    "parse_model_name",
+]
 
 
 @dataclass(frozen=True)
@@ -57,7 +66,7 @@ def load_model(
     *,
     ema: bool = False,
     head: str = "softmax",
-    preprocess: Preprocess | None = None,
+    preprocess: Preprocessing | None = None,
 ) -> LoadedModel:
     """Build the model and load its weights without touching the network (see ``sources``)."""
     if head not in HEADS:
@@ -65,15 +74,19 @@ def load_model(
     ref = parse_model_name(name)
     built = build(ref, weights, num_classes, random_weights, ema)
     model = built.model.eval()
-    overrides = preprocess or Preprocess()
+    overrides = preprocess or Preprocessing()
     channels = input_channels(model)
-    data = (torchvision_config(ref.name, overrides) if ref.source == "tv"
-            else resolve(model, overrides, built.has_config, channels))
+    data = (
+        torchvision_config(ref.name, overrides)
+        if ref.source == "tv"
+        else resolve(model, overrides, built.has_config, channels)
+    )
     the_head = Head(head)
     outputs = count_outputs(model, data, ref)
     if head == "binary" and outputs != 1:
-        raise ModelError(f"--head binary needs a model with one output; '{ref}' has {outputs}. "
-                         "Use --head softmax or sigmoid.")
+        raise ModelError(
+            f"--head binary needs a model with one output; '{ref}' has {outputs}. Use --head softmax or sigmoid."
+        )
     n = the_head.classes(outputs)
     if labels_file is not None:
         labels = read_labels(labels_file, n)
@@ -86,7 +99,7 @@ def load_model(
 
 def module_data_config(model: nn.Module) -> DataConfig:
     """timm's eval preprocessing for any module: its pretrained config where it has one, else timm's defaults."""
-    return resolve(model, Preprocess(), bool(getattr(model, "pretrained_cfg", None)), input_channels(model))
+    return resolve(model, Preprocessing(), bool(getattr(model, "pretrained_cfg", None)), input_channels(model))
 
 
 def input_channels(model: nn.Module) -> int:
@@ -113,14 +126,18 @@ def count_outputs(model: nn.Module, data: DataConfig, ref: ModelRef) -> int:
         with torch.no_grad():
             out = model(torch.zeros(1, data.channels, *data.input_size, device=device))
     except Exception as exc:
-        raise ModelError(f"'{ref}' fails on a 1×{data.channels}×{data.input_size[0]}×{data.input_size[1]} input: "
-                         f"{type(exc).__name__}: {exc}. Check --input-size.") from None
+        raise ModelError(
+            f"'{ref}' fails on a 1×{data.channels}×{data.input_size[0]}×{data.input_size[1]} input: "
+            f"{type(exc).__name__}: {exc}. Check --input-size."
+        ) from None
     finally:
         for module, mode in modes.items():
             module.training = mode
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
         shape = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ModelError(f"'{ref}' returns {shape}; camcli explains classifiers whose forward returns B×classes logits.")
+        raise ModelError(
+            f"'{ref}' returns {shape}; camcli explains classifiers whose forward returns B×classes logits."
+        )
     return int(out.shape[1])
 
 
@@ -130,12 +147,16 @@ def read_labels(path: Path, n: int) -> tuple[str, ...]:
     except OSError as exc:
         raise ModelError(f"Cannot read labels file '{path}': {exc.strerror}.") from exc
     except UnicodeDecodeError as exc:
-        raise ModelError(f"Labels file '{path}' is not UTF-8 text ({exc.reason} at byte {exc.start}). Save it as UTF-8.") from exc
+        raise ModelError(
+            f"Labels file '{path}' is not UTF-8 text ({exc.reason} at byte {exc.start}). Save it as UTF-8."
+        ) from exc
     while lines and not lines[-1].strip():
         lines.pop()
     labels = tuple(line.strip() for line in lines)
     if len(labels) != n:
-        raise ModelError(f"Labels file '{path}' has {len(labels)} names but the model has {n} classes. Give one name per line.")
+        raise ModelError(
+            f"Labels file '{path}' has {len(labels)} names but the model has {n} classes. Give one name per line."
+        )
     return labels
 
 
@@ -150,7 +171,7 @@ def _default_labels(ref: ModelRef, model: nn.Module, n: int, head: str) -> tuple
         if categories and len(categories) == n:
             return tuple(categories)
     elif ref.source == "timm":
-        from timm.data import ImageNetInfo, infer_imagenet_subset
+        from timm.data.imagenet_info import ImageNetInfo, infer_imagenet_subset
 
         subset = infer_imagenet_subset(model)
         if subset:

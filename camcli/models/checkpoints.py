@@ -19,7 +19,7 @@ import types
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ..errors import ModelError
 
@@ -58,11 +58,12 @@ def _safe_build(self: _SafeUnpickler) -> None:
     pickle._Unpickler.load_build(self)  # type: ignore[attr-defined]
 
 
-class _SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
+class _SafeUnpickler(pickle._Unpickler):
     """The pure-Python unpickler, with globals restricted (``find_class``) and BUILD restricted."""
 
-    allowed: dict[str, Any] = {}
-    dispatch = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
+    stack: list[Any]  # the pure-Python unpickler's value stack, which typeshed does not declare
+    allowed: ClassVar[dict[str, Any]] = {}
+    dispatch: ClassVar[dict[int, Any]] = dict(pickle._Unpickler.dispatch)
     dispatch[pickle.BUILD[0]] = _safe_build
 
     def find_class(self, module: str, name: str) -> Any:
@@ -104,7 +105,8 @@ def read_checkpoint(path: Path) -> Any:
                 raise ModelError(
                     f"'{path}' is in torch's legacy format (before torch 1.6, or a tar archive) and holds objects "
                     "other than tensors, which camcli reads only from the current format. On a machine you trust, "
-                    "re-save its weights: torch.save(torch.load(PATH, weights_only=False)['state_dict'], 'weights.pth')."
+                    "re-save its weights: "
+                    "torch.save(torch.load(PATH, weights_only=False)['state_dict'], 'weights.pth')."
                 ) from None
         return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_pickle_module())
     except Exception as exc:  # any reader failure means the same thing to the user
@@ -137,8 +139,11 @@ class Found:
 def _tensors_only(obj: Any) -> bool:
     import torch
 
-    return isinstance(obj, Mapping) and bool(obj) and all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                                          for k, v in obj.items())
+    return (
+        isinstance(obj, Mapping)
+        and bool(obj)
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    )
 
 
 def weights_in(obj: Any, path: Path, ema: bool = False) -> tuple[dict[str, Any], str | None]:
@@ -154,19 +159,24 @@ def weights_in(obj: Any, path: Path, ema: bool = False) -> tuple[dict[str, Any],
     else:
         found = type(obj).__name__
     if ema:
-        raise ModelError(f"'{path}' has no EMA weights (looked for {', '.join(EMA_KEYS)}; it holds {found}). "
-                         "Drop --ema to use its regular weights.")
-    raise ModelError(f"'{path}' holds no state dict (a mapping of names to tensors) at the top or under "
-                     f"{', '.join(WEIGHT_KEYS)}; it holds {found}.")
+        raise ModelError(
+            f"'{path}' has no EMA weights (looked for {', '.join(EMA_KEYS)}; it holds {found}). "
+            "Drop --ema to use its regular weights."
+        )
+    raise ModelError(
+        f"'{path}' holds no state dict (a mapping of names to tensors) at the top or under "
+        f"{', '.join(WEIGHT_KEYS)}; it holds {found}."
+    )
 
 
 def unwrap(state: dict[str, Any]) -> dict[str, Any]:
     """Names without DistributedDataParallel's ``module.`` and torch.compile's ``_orig_mod.``, in any nesting."""
+
     def clean(name: str) -> str:
         while True:
             for wrapper in WRAPPERS:
                 if name.startswith(wrapper):
-                    name = name[len(wrapper):]
+                    name = name[len(wrapper) :]
                     break
             else:
                 return name.replace("._orig_mod.", ".")
@@ -183,7 +193,7 @@ def fit_names(state: dict[str, Any], own: set[str]) -> tuple[dict[str, Any], str
     candidates = {".".join(k.split(".")[:depth]) + "." for k in state for depth in (1, 2, 3) if k.count(".") >= depth}
     fits = []
     for prefix in sorted(candidates, key=len):
-        stripped = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        stripped = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         if set(stripped) == own:
             fits.append((prefix, stripped))
     if len(fits) == 1:

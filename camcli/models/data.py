@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ModelError
-from ..job import Preprocessing as Preprocess
+from ..job import Preprocessing
 
 CROP_MODES = ("center", "squash", "border")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
@@ -52,12 +52,19 @@ class DataConfig:
         return {
             "source": self.source,
             "resize": self.resize if isinstance(self.resize, int) else list(self.resize),
-            "resize_rule": {"shorter": "shorter side", "exact": "exact (height, width)",
-                            "keep-ratio": "aspect kept, shorter side fits (height, width)",
-                            "keep-ratio-longest": "aspect kept, longer side fits (height, width)"}[self.resize_mode],
-            "interpolation": self.interpolation, "center_crop": list(self.input_size),
-            "crop_pct": self.crop_pct, "crop_mode": self.crop_mode,
-            "mean": list(self.mean), "std": list(self.std), "channels": self.channels,
+            "resize_rule": {
+                "shorter": "shorter side",
+                "exact": "exact (height, width)",
+                "keep-ratio": "aspect kept, shorter side fits (height, width)",
+                "keep-ratio-longest": "aspect kept, longer side fits (height, width)",
+            }[self.resize_mode],
+            "interpolation": self.interpolation,
+            "center_crop": list(self.input_size),
+            "crop_pct": self.crop_pct,
+            "crop_mode": self.crop_mode,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "channels": self.channels,
             **({"pad_fill": list(self.fill)} if self.resize_mode == "keep-ratio-longest" else {}),
         }
 
@@ -70,8 +77,10 @@ def from_timm_config(cfg: dict[str, Any], source: str) -> DataConfig:
         if len(mean) == 1 and len(std) == 1:
             mean, std = mean * channels, std * channels
         else:
-            raise ModelError(f"The model takes {channels}-channel images but its mean/std have {len(mean)}/{len(std)} "
-                             f"values. Pass --mean and --std with {channels} value(s), e.g. --mean 0.5 --std 0.5.")
+            raise ModelError(
+                f"The model takes {channels}-channel images but its mean/std have {len(mean)}/{len(std)} "
+                f"values. Pass --mean and --std with {channels} value(s), e.g. --mean 0.5 --std 0.5."
+            )
     crop_pct = float(cfg.get("crop_pct") or 0.875)
     mode = cfg.get("crop_mode") or "center"
     if mode not in CROP_MODES:
@@ -95,10 +104,10 @@ def _values(value: Any) -> tuple[Any, ...]:
     return tuple(value) if isinstance(value, (tuple, list)) else (value,)
 
 
-def resolve(model: Any, overrides: Preprocess, has_config: bool, in_chans: int = 3) -> DataConfig:
+def resolve(model: Any, overrides: Preprocessing, has_config: bool, in_chans: int = 3) -> DataConfig:
     """The model's timm data config with ``overrides`` applied, timm's defaults where it has none.
     ``in_chans``: what the model's first convolution takes (1 for grayscale models)."""
-    from timm.data import resolve_data_config
+    from timm.data.config import resolve_data_config
 
     args = overrides.as_timm_args()
     if overrides.input_size is not None:
@@ -112,7 +121,7 @@ def resolve(model: Any, overrides: Preprocess, has_config: bool, in_chans: int =
     return from_timm_config(cfg, source)
 
 
-def torchvision_config(name: str, overrides: Preprocess) -> DataConfig:
+def torchvision_config(name: str, overrides: Preprocessing) -> DataConfig:
     """torchvision's weight transforms (resize the shorter side, center-crop), or timm's defaults for a
     model without weights; ``overrides`` as for timm models."""
     import dataclasses
@@ -121,20 +130,41 @@ def torchvision_config(name: str, overrides: Preprocess) -> DataConfig:
 
     default = tv_default_weights(name)
     if default is None:
-        cfg: dict[str, Any] = {"input_size": (3, 224, 224), "crop_pct": 0.875, "interpolation": "bilinear",
-                               "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225), "crop_mode": "center"}
+        cfg: dict[str, Any] = {
+            "input_size": (3, 224, 224),
+            "crop_pct": 0.875,
+            "interpolation": "bilinear",
+            "mean": (0.485, 0.456, 0.406),
+            "std": (0.229, 0.224, 0.225),
+            "crop_mode": "center",
+        }
         base = from_timm_config(cfg, "timm defaults (no torchvision weights for this model)")
     else:
         t = default.transforms()
         crop = t.crop_size[0]
-        base = DataConfig((crop, crop), t.resize_size[0], t.interpolation.value, tuple(t.mean), tuple(t.std),
-                          crop_pct=crop / t.resize_size[0], crop_mode="center", source="torchvision weights")
+        base = DataConfig(
+            (crop, crop),
+            t.resize_size[0],
+            t.interpolation.value,
+            tuple(t.mean),
+            tuple(t.std),
+            crop_pct=crop / t.resize_size[0],
+            crop_mode="center",
+            source="torchvision weights",
+        )
     if not overrides.any:
         return base
     geometry = {"input_size", "crop_pct", "crop_mode"} & {k for k, v in vars(overrides).items() if v is not None}
     if geometry:
-        cfg = {"input_size": (3, *base.input_size), "crop_pct": base.crop_pct, "crop_mode": base.crop_mode,
-               "interpolation": base.interpolation, "mean": base.mean, "std": base.std, **overrides.as_timm_args()}
+        cfg = {
+            "input_size": (3, *base.input_size),
+            "crop_pct": base.crop_pct,
+            "crop_mode": base.crop_mode,
+            "interpolation": base.interpolation,
+            "mean": base.mean,
+            "std": base.std,
+            **overrides.as_timm_args(),
+        }
         return from_timm_config(cfg, base.source + ", with overrides from the command line")
     changed = {k: getattr(overrides, k) for k in ("mean", "std", "interpolation") if getattr(overrides, k) is not None}
     return dataclasses.replace(base, **changed, source=base.source + ", with overrides from the command line")

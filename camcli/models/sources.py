@@ -73,18 +73,26 @@ def parse_model_name(name: str) -> ModelRef:
         return ModelRef("hf-hub", rest)
     if Path(name).is_dir():
         return _folder(name)
-    if sep and _IDENTIFIER.match(rest) and (prefix.endswith(".py") or all(_IDENTIFIER.match(p) for p in prefix.split("."))):
+    if (
+        sep
+        and _IDENTIFIER.match(rest)
+        and (prefix.endswith(".py") or all(_IDENTIFIER.match(p) for p in prefix.split(".")))
+    ):
         return ModelRef("factory", name)
     if sep or "/" in name:
-        raise ModelError(f"Unknown model '{name}'. Use a timm name (resnet50), tv:NAME, a model folder or "
-                         "local-dir:PATH, hf-hub:ORG/NAME, or FILE.py:FACTORY / package.module:FACTORY.")
+        raise ModelError(
+            f"Unknown model '{name}'. Use a timm name (resnet50), tv:NAME, a model folder or "
+            "local-dir:PATH, hf-hub:ORG/NAME, or FILE.py:FACTORY / package.module:FACTORY."
+        )
     return _checked(ModelRef("timm", name))
 
 
 def _folder(path: str) -> ModelRef:
     if not (Path(path) / "config.json").is_file():
-        raise ModelError(f"Model folder '{path}' has no config.json. A model folder holds config.json and "
-                         "model.safetensors or pytorch_model.bin, as timm's save_for_hf writes them.")
+        raise ModelError(
+            f"Model folder '{path}' has no config.json. A model folder holds config.json and "
+            "model.safetensors or pytorch_model.bin, as timm's save_for_hf writes them."
+        )
     return ModelRef("local-dir", path)
 
 
@@ -121,6 +129,11 @@ def seeded() -> Iterator[None]:
 Builder = Callable[[int | None], nn.Module]  # num_classes (None: the architecture's own) → a model
 
 
+def _classes(num_classes: int | None) -> dict[str, Any]:
+    """A builder's keyword for the head's width; none keeps the architecture's own head."""
+    return {} if num_classes is None else {"num_classes": num_classes}
+
+
 def build(ref: ModelRef, weights: Path | None, num_classes: int | None, random_weights: bool, ema: bool) -> Built:
     """The model named by ``ref`` with its weights: ``weights`` (a checkpoint as trainers write them),
     seeded random ones, the bundled Lite0 checkpoint, a model folder's own, or a locally cached copy."""
@@ -131,16 +144,26 @@ def build(ref: ModelRef, weights: Path | None, num_classes: int | None, random_w
     builder, has_config = _builder(ref)
     if weights is not None:
         model, found = load_checkpoint(builder, weights, num_classes, ema)
-        return Built(model, str(weights), f"sha256:{sha256_of(weights)}", _folder_labels(model, ref), has_config,
-                     found.describe())
+        return Built(
+            model,
+            str(weights),
+            f"sha256:{sha256_of(weights)}",
+            _folder_labels(model, ref),
+            has_config,
+            found.describe(),
+        )
     if random_weights:
         with seeded():
-            return Built(builder(num_classes), "random(seed=0)", "random(seed=0)", _folder_labels(None, ref), has_config)
+            return Built(
+                builder(num_classes), "random(seed=0)", "random(seed=0)", _folder_labels(None, ref), has_config
+            )
     if ref.source in ("local-dir", "hf-hub"):
         return _pretrained_folder(ref, num_classes)
     if ref.source == "factory":
-        raise ModelError(f"'{ref}' builds your own architecture: pass its weights with --weights FILE, or "
-                         "--random-weights to explain it untrained.")
+        raise ModelError(
+            f"'{ref}' builds your own architecture: pass its weights with --weights FILE, or "
+            "--random-weights to explain it untrained."
+        )
     if ref.source == "tv":
         return _cached_torchvision(ref, builder, num_classes)
     return _cached_timm(ref, num_classes)
@@ -152,20 +175,21 @@ def _builder(ref: ModelRef) -> tuple[Builder, bool]:
         import timm
 
         has = _timm_has_config(ref.name)
-        return (lambda n: timm.create_model(ref.name, pretrained=False, **({} if n is None else {"num_classes": n}))), has
+        return (lambda n: timm.create_model(ref.name, pretrained=False, **_classes(n))), has
     if ref.source == "tv":
         import torchvision
 
         def tv(n: int | None) -> nn.Module:
             with seeded():
-                return torchvision.models.get_model(ref.name, weights=None, **({} if n is None else {"num_classes": n}))
+                model: nn.Module = torchvision.models.get_model(ref.name, weights=None, **_classes(n))
+                return model
+
         return tv, tv_default_weights(ref.name) is not None
     if ref.source in ("local-dir", "hf-hub"):
         import timm
 
         where = _local_folder(ref)
-        return (lambda n: timm.create_model(f"local-dir:{where}", pretrained=False,
-                                            **({} if n is None else {"num_classes": n}))), True
+        return (lambda n: timm.create_model(f"local-dir:{where}", pretrained=False, **_classes(n))), True
     return _factory(ref.name), False
 
 
@@ -197,14 +221,18 @@ def _factory(spec: str) -> Builder:
         raise ModelError(f"Importing '{target}' for --model {spec} failed: {type(exc).__name__}: {exc}") from None
     factory = getattr(module, attr, None)
     if not callable(factory):
-        raise ModelError(f"'{target}' has no callable '{attr}'. --model FILE.py:FACTORY names a function (or class) "
-                         "that returns an nn.Module.")
+        raise ModelError(
+            f"'{target}' has no callable '{attr}'. --model FILE.py:FACTORY names a function (or class) "
+            "that returns an nn.Module."
+        )
     takes_classes = _accepts(factory, "num_classes")
 
     def make(n: int | None) -> nn.Module:
         if n is not None and not takes_classes:
-            raise ModelError(f"'{spec}' does not take num_classes, so camcli cannot build it with {n} outputs. "
-                             "Add a num_classes parameter or drop --num-classes.")
+            raise ModelError(
+                f"'{spec}' does not take num_classes, so camcli cannot build it with {n} outputs. "
+                "Add a num_classes parameter or drop --num-classes."
+            )
         try:
             model = factory(**({"num_classes": n} if n is not None else {}))
         except Exception as exc:
@@ -320,8 +348,10 @@ def _cached_timm(ref: ModelRef, num_classes: int | None) -> Built:
 
     if ref.name == BUNDLED:
         if num_classes not in (None, 1000):
-            raise ModelError("The bundled weights are an ImageNet-1k classifier (1000 classes). "
-                             "For another head pass your own --weights FILE, or --random-weights.")
+            raise ModelError(
+                "The bundled weights are an ImageNet-1k classifier (1000 classes). "
+                "For another head pass your own --weights FILE, or --random-weights."
+            )
         model = timm.create_model(ref.name, pretrained=False)
         path = _load_bundled(model)
         return Built(model, f"bundled:{path.name}", f"bundled:{path.name}")
@@ -332,8 +362,12 @@ def _cached_timm(ref: ModelRef, num_classes: int | None) -> Built:
             "Pass a local file with --weights FILE (.pth, .pt, .ckpt, .bin or .safetensors), "
             "or --random-weights to explain an untrained model."
         )
-    model = timm.create_model(ref.name, pretrained=True, pretrained_cfg_overlay={"file": str(cached)},
-                              **({} if num_classes is None else {"num_classes": num_classes}))
+    model = timm.create_model(
+        ref.name,
+        pretrained=True,
+        pretrained_cfg_overlay={"file": str(cached)},
+        **_classes(num_classes),
+    )
     return Built(model, f"cache:{cached}", f"cache:{cached}")
 
 
@@ -347,12 +381,13 @@ def _cached_timm_file(name: str) -> Path | None:
     if cfg.hf_hub_id:
         from huggingface_hub import try_to_load_from_cache
 
-        for filename in filter(None, (cfg.hf_hub_filename, "model.safetensors", "open_clip_pytorch_model.bin",
-                                      "pytorch_model.bin")):
+        for filename in filter(
+            None, (cfg.hf_hub_filename, "model.safetensors", "open_clip_pytorch_model.bin", "pytorch_model.bin")
+        ):
             found = try_to_load_from_cache(cfg.hf_hub_id, filename)
             if isinstance(found, str):
                 return Path(found)
-    if cfg.url:
+    if isinstance(cfg.url, str) and cfg.url:
         return _cached_url(cfg.url)
     return None
 
@@ -372,8 +407,9 @@ def _cached_torchvision(ref: ModelRef, builder: Builder, num_classes: int | None
             "Pass a local file with --weights FILE, or --random-weights to explain an untrained model."
         )
     if num_classes not in (None, len(default.meta["categories"])):
-        raise ModelError(f"The cached weights for '{ref.name}' have a different head. "
-                         "Pass --weights FILE for a custom classifier.")
+        raise ModelError(
+            f"The cached weights for '{ref.name}' have a different head. Pass --weights FILE for a custom classifier."
+        )
     model = builder(None)
     model.load_state_dict(read_checkpoint(cached))
     return Built(model, f"cache:{cached}", f"cache:{cached}")
@@ -398,6 +434,8 @@ def _load_bundled(model: nn.Module) -> Path:
     if len(source) != len(target) or any(
         s.shape != t.shape for s, t in zip(source.values(), target.values(), strict=True)
     ):
-        raise ModelError(f"The bundled checkpoint {path} does not fit this timm version's {BUNDLED}. Pass --weights FILE.")
+        raise ModelError(
+            f"The bundled checkpoint {path} does not fit this timm version's {BUNDLED}. Pass --weights FILE."
+        )
     model.load_state_dict(dict(zip(target.keys(), source.values(), strict=True)))
     return path

@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from pathlib import Path
+from contextlib import contextmanager, suppress
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
@@ -17,16 +17,21 @@ from ..discover import printable
 from ..errors import EXIT_INTERRUPTED, CamcliError
 from ..job import ExplainJob
 from ..lock import LOCK_NAME, RunLock
-from .shards import lock_name, records_folder
 from ..pipeline import run as run_pipeline
 from ..records import ImageItem, Skipped
 from ..report import Report
 from ..session import Session, open_session
 from ..writer import finished_doc, item_of, write
+from .shards import lock_name, records_folder
 
 
-def run(job: ExplainJob, items: Sequence[ImageItem], emit: Callable[[dict[str, Any]], None] | None = None,
-        stop: threading.Event | None = None, say: Callable[[str], None] = print) -> int:
+def run(
+    job: ExplainJob,
+    items: Sequence[ImageItem],
+    emit: Callable[[dict[str, Any]], None] | None = None,
+    stop: threading.Event | None = None,
+    say: Callable[[str], None] = print,
+) -> int:
     """Explain and write ``items``; returns the exit code. ``emit`` receives each image's document
     (with a "json" key: its path) as it finishes; ``say`` prints the closing summary."""
     keep_freed_memory()  # a long run reuses its memory instead of faulting it in again each batch
@@ -44,7 +49,9 @@ def output_lock(out: Path, name: str = LOCK_NAME) -> Iterator[RunLock]:
     try:
         lock.acquire()
     except OSError as exc:
-        raise CamcliError(f"Cannot write to output folder '{out}': {exc.strerror or exc}. Pass a writable --out DIR.") from exc
+        raise CamcliError(
+            f"Cannot write to output folder '{out}': {exc.strerror or exc}. Pass a writable --out DIR."
+        ) from exc
     try:
         yield lock
     except CamcliError:
@@ -62,15 +69,21 @@ Outcomes = Iterator[tuple[ImageItem, dict[str, Any], bool]]  # (image, its expla
 def local_outcomes(job: ExplainJob, session: Session, items: Sequence[ImageItem], stop: threading.Event) -> Outcomes:
     """Every image explained and written in this process, in input order."""
     done = partial(finished_doc, job.out, ctx=session.ctx) if job.resume else None
-    for outcome, doc in run_pipeline(session.loaded, items, session.options, partial(write, job.out, ctx=session.ctx),
-                                     done, stop):
+    for outcome, doc in run_pipeline(
+        session.loaded, items, session.options, partial(write, job.out, ctx=session.ctx), done, stop
+    ):
         yield item_of(outcome), doc, isinstance(outcome, Skipped)
 
 
-def execute(job: ExplainJob, session: Session, items: Sequence[ImageItem],
-            emit: Callable[[dict[str, Any]], None] | None, stop: threading.Event, say: Callable[[str], None],
-            outcomes: Callable[[ExplainJob, Session, Sequence[ImageItem], threading.Event], Outcomes] = local_outcomes,
-            ) -> int:
+def execute(
+    job: ExplainJob,
+    session: Session,
+    items: Sequence[ImageItem],
+    emit: Callable[[dict[str, Any]], None] | None,
+    stop: threading.Event,
+    say: Callable[[str], None],
+    outcomes: Callable[[ExplainJob, Session, Sequence[ImageItem], threading.Event], Outcomes] = local_outcomes,
+) -> int:
     """Record every outcome (summary.jsonl, run.json, --json, the progress bar) and return the exit code.
     ``outcomes`` explains and writes the images: here, or on a Ray cluster (runners.ray)."""
     out = job.out
@@ -78,7 +91,9 @@ def execute(job: ExplainJob, session: Session, items: Sequence[ImageItem],
     try:
         report = Report(out, {**session.run_info, "shard": list(job.shard) if job.shard else None}, records)
     except OSError as exc:
-        raise CamcliError(f"Cannot write to output folder '{out}': {exc.strerror or exc}. Pass a writable --out DIR.") from exc
+        raise CamcliError(
+            f"Cannot write to output folder '{out}': {exc.strerror or exc}. Pass a writable --out DIR."
+        ) from exc
     try:
         with tqdm(total=len(items), unit="img", file=sys.stderr, disable=job.quiet, desc="explain") as bar:
             for item, doc, skipped in outcomes(job, session, items, stop):
@@ -96,23 +111,25 @@ def execute(job: ExplainJob, session: Session, items: Sequence[ImageItem],
     except BaseException as exc:
         _close_quietly(report, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
         if isinstance(exc, OSError):
-            raise CamcliError(f"Cannot write outputs under '{out}': {exc.strerror or exc}. "
-                              "Free some space or pass a writable --out DIR.") from exc
+            raise CamcliError(
+                f"Cannot write outputs under '{out}': {exc.strerror or exc}. "
+                "Free some space or pass a writable --out DIR."
+            ) from exc
         raise
     summary = report.close()
     if not job.quiet:
         counts = summary["counts"]
-        skipped = f", {counts['skipped']} skipped (already done)" if counts["skipped"] else ""
+        skip_note = f", {counts['skipped']} skipped (already done)" if counts["skipped"] else ""
         part = f" (shard {job.shard[0]}/{job.shard[1]}; 'camcli merge {out}' combines the shards)" if job.shard else ""
-        say(f"{counts['total']} image{'' if counts['total'] == 1 else 's'}: {counts['ok']} ok, "
-            f"{counts['failed']} failed{skipped}. Outputs in {out}/{part}")
+        say(
+            f"{counts['total']} image{'' if counts['total'] == 1 else 's'}: {counts['ok']} ok, "
+            f"{counts['failed']} failed{skip_note}. Outputs in {out}/{part}"
+        )
         for failure in summary["failures"]:
             say(f"  failed: {failure['path']}: {failure['error']}")
     return report.exit_code
 
 
 def _close_quietly(report: Report, status: str) -> None:
-    try:  # record how far the run got, if the output folder still takes it
+    with suppress(OSError):  # record how far the run got, if the output folder still takes it
         report.close(status=status)
-    except OSError:
-        pass

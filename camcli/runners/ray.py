@@ -44,8 +44,13 @@ def _ray() -> Any:
     return ray
 
 
-def run(job: ExplainJob, items: Sequence[ImageItem], emit: Callable[[dict[str, Any]], None] | None = None,
-        stop: threading.Event | None = None, say: Callable[[str], None] = print) -> int:
+def run(
+    job: ExplainJob,
+    items: Sequence[ImageItem],
+    emit: Callable[[dict[str, Any]], None] | None = None,
+    stop: threading.Event | None = None,
+    say: Callable[[str], None] = print,
+) -> int:
     """As ``runners.local.run``, with the images explained on a Ray cluster."""
     ray = _ray()
     keep_freed_memory()
@@ -69,8 +74,12 @@ def worker_device(job: ExplainJob) -> str:
 def connected(ray: Any, job: ExplainJob) -> Iterator[None]:
     """Connect to ``--ray-address`` (else RAY_ADDRESS, else a running cluster), or start a local instance."""
     address = job.ray_address or os.environ.get("RAY_ADDRESS")
-    options = {"include_dashboard": False, "log_to_driver": False, "logging_level": "WARNING",
-               "configure_logging": True}
+    options = {
+        "include_dashboard": False,
+        "log_to_driver": False,
+        "logging_level": "WARNING",
+        "configure_logging": True,
+    }
     if ray.is_initialized():
         yield
         return
@@ -83,8 +92,10 @@ def connected(ray: Any, job: ExplainJob) -> Iterator[None]:
             except (ConnectionError, RuntimeError):
                 ray.init(num_cpus=os.cpu_count(), **options)
     except Exception as exc:
-        raise CamcliError(f"Cannot start or reach a Ray cluster ({address or 'local'}): {exc}. "
-                          "Pass --ray-address HOST:PORT of a running cluster, or leave it out to start one here.") from exc
+        raise CamcliError(
+            f"Cannot start or reach a Ray cluster ({address or 'local'}): {exc}. "
+            "Pass --ray-address HOST:PORT of a running cluster, or leave it out to start one here."
+        ) from exc
     try:
         yield
     finally:
@@ -94,13 +105,15 @@ def connected(ray: Any, job: ExplainJob) -> Iterator[None]:
 def partial_outcomes(device: str) -> Callable[[ExplainJob, Session, Sequence[ImageItem], threading.Event], Outcomes]:
     def outcomes(job: ExplainJob, session: Session, items: Sequence[ImageItem], stop: threading.Event) -> Outcomes:
         return ray_outcomes(job, session, items, stop, device)
+
     return outcomes
 
 
-def ray_outcomes(job: ExplainJob, session: Session, items: Sequence[ImageItem], stop: threading.Event,
-                 device: str) -> Outcomes:
+def ray_outcomes(
+    job: ExplainJob, session: Session, items: Sequence[ImageItem], stop: threading.Event, device: str
+) -> Outcomes:
     """Finished images first checked here; the rest explained on the cluster; all yielded in input order."""
-    from ..preprocess import sha256_of
+    from ..digest import sha256_of
 
     ray = _ray()
     finished: dict[int, dict[str, Any]] = {}
@@ -132,8 +145,9 @@ def _json(text: Any) -> dict[str, Any]:
     return dict(json.loads(str(text)))
 
 
-def _schedule(ray: Any, job: ExplainJob, session: Session, todo: list[tuple[int, ImageItem]],
-              device: str) -> Iterator[dict[str, Any]]:
+def _schedule(
+    ray: Any, job: ExplainJob, session: Session, todo: list[tuple[int, ImageItem]], device: str
+) -> Iterator[dict[str, Any]]:
     """The dataset: decode tasks, then the explaining actors; rows back in input order."""
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True
@@ -142,16 +156,25 @@ def _schedule(ray: Any, job: ExplainJob, session: Session, todo: list[tuple[int,
     logging.getLogger("ray.data").setLevel(logging.ERROR)
     data = session.loaded.data
     # Paths travel as bytes: names that are not UTF-8 survive.
-    dataset = ray.data.from_items([{"index": i, "path": os.fsencode(item.path), "rel": item.rel.as_posix()}
-                                   for i, item in todo])
-    dataset = dataset.map_batches(decode_batch, fn_kwargs={"data": data, "max_pixels": job.max_pixels},
-                                  batch_size=job.batch_size, batch_format="pandas")
+    dataset = ray.data.from_items(
+        [{"index": i, "path": os.fsencode(item.path), "rel": item.rel.as_posix()} for i, item in todo]
+    )
+    dataset = dataset.map_batches(
+        decode_batch,
+        fn_kwargs={"data": data, "max_pixels": job.max_pixels},
+        batch_size=job.batch_size,
+        batch_format="pandas",
+    )
     low, high = job.ray_workers or default_workers(ray, job)
     worker_job = dataclasses.replace(job, device=device, workers=1)
     dataset = dataset.map_batches(
-        Explain, fn_constructor_kwargs={"job": worker_job, "ctx": session.ctx}, batch_size=job.batch_size,
-        batch_format="pandas", compute=ray.data.ActorPoolStrategy(min_size=low, max_size=high),
-        num_gpus=job.ray_gpus_per_worker or None)  # Ray Data restarts a dead actor and retries its batch
+        Explain,
+        fn_constructor_kwargs={"job": worker_job, "ctx": session.ctx},
+        batch_size=job.batch_size,
+        batch_format="pandas",
+        compute=ray.data.ActorPoolStrategy(min_size=low, max_size=high),
+        num_gpus=job.ray_gpus_per_worker or None,
+    )  # Ray Data restarts a dead actor and retries its batch
     return iter(dataset.iter_rows())
 
 
@@ -183,15 +206,26 @@ def _frame(rows: list[dict[str, Any]]) -> Any:
 def _encode(outcome: Any) -> dict[str, Any]:
     """A Prepared or Failure as plain columns (the original image as bytes, the tensor as bytes)."""
     if isinstance(outcome, Failure):
-        return {"failure": json_text(dataclasses.asdict(outcome.source) if outcome.source else None),
-                "error": json_text([outcome.error_type, outcome.message]), "image": b"", "tensor": b"",
-                "shape": "", "geometry": "", "source": ""}
+        return {
+            "failure": json_text(dataclasses.asdict(outcome.source) if outcome.source else None),
+            "error": json_text([outcome.error_type, outcome.message]),
+            "image": b"",
+            "tensor": b"",
+            "shape": "",
+            "geometry": "",
+            "source": "",
+        }
     image = np.asarray(outcome.image, dtype=np.uint8)
     tensor = outcome.tensor.numpy()
-    return {"failure": "", "error": "", "image": image.tobytes(), "tensor": tensor.tobytes(),
-            "shape": json_text([list(image.shape), list(tensor.shape)]),
-            "geometry": json_text(dataclasses.asdict(outcome.geometry)),
-            "source": json_text(dataclasses.asdict(outcome.source))}
+    return {
+        "failure": "",
+        "error": "",
+        "image": image.tobytes(),
+        "tensor": tensor.tobytes(),
+        "shape": json_text([list(image.shape), list(tensor.shape)]),
+        "geometry": json_text(dataclasses.asdict(outcome.geometry)),
+        "source": json_text(dataclasses.asdict(outcome.source)),
+    }
 
 
 def _decode(row: Any) -> Any:
@@ -209,8 +243,13 @@ def _decode(row: Any) -> Any:
     image = Image.fromarray(np.frombuffer(row["image"], dtype=np.uint8).reshape(image_shape))
     tensor = torch.from_numpy(np.frombuffer(row["tensor"], dtype=np.float32).reshape(tensor_shape).copy())
     geometry = json.loads(row["geometry"])
-    geometry = Geometry(geometry["width"], geometry["height"], tuple(geometry["resized"]), tuple(geometry["crop_box"]),
-                        tuple(geometry["input_size"]))
+    geometry = Geometry(
+        geometry["width"],
+        geometry["height"],
+        tuple(geometry["resized"]),
+        tuple(geometry["crop_box"]),
+        tuple(geometry["input_size"]),
+    )
     return Prepared(item, SourceInfo(**json.loads(row["source"])), image, tensor, geometry)
 
 

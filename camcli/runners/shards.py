@@ -64,11 +64,15 @@ def merge(out: Path) -> dict[str, Any]:
         if match:
             found[int(match[1])] = (int(match[2]), folder)
     if not found:
-        raise CamcliError(f"'{out}' has no shard records ({out / SHARDS}/I-of-N): run 'camcli explain --shard I/N' first.")
+        raise CamcliError(
+            f"'{out}' has no shard records ({out / SHARDS}/I-of-N): run 'camcli explain --shard I/N' first."
+        )
     counts = {n for n, _ in found.values()}
     if len(counts) > 1:
-        raise CamcliError(f"'{out}' holds shards of different splits ({', '.join(map(str, sorted(counts)))} parts). "
-                          "Merge the shards of one split: remove the others' folders under shards/.")
+        raise CamcliError(
+            f"'{out}' holds shards of different splits ({', '.join(map(str, sorted(counts)))} parts). "
+            "Merge the shards of one split: remove the others' folders under shards/."
+        )
     total = counts.pop()
     runs, lines = [], []
     for index in sorted(found):
@@ -81,14 +85,20 @@ def merge(out: Path) -> dict[str, Any]:
     missing = [i for i in range(total) if i not in found]
     unfinished = [i for i, run in zip(sorted(found), runs, strict=True) if run.get("status") != "complete"]
     merged = {
-        **{k: v for k, v in runs[0].items() if k not in ("counts", "failures", "status", "started", "finished", "seconds")},
+        **{
+            k: v
+            for k, v in runs[0].items()
+            if k not in ("counts", "failures", "status", "started", "finished", "seconds")
+        },
         "status": "complete" if not missing and not unfinished else "incomplete",
         "shards": {"count": total, "merged": sorted(found), "missing": missing, "unfinished": unfinished},
         "started": min(run.get("started", "") for run in runs),
         "finished": max(run.get("finished", "") for run in runs),
         "merged_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "counts": {key: sum(int(run.get("counts", {}).get(key, 0)) for run in runs)
-                   for key in ("ok", "failed", "skipped", "total")},
+        "counts": {
+            key: sum(int(run.get("counts", {}).get(key, 0)) for run in runs)
+            for key in ("ok", "failed", "skipped", "total")
+        },
         "failures": [f for run in runs for f in run.get("failures", [])],
     }
     atomic_write(out / "summary.jsonl", "".join(lines).encode("utf-8"))
