@@ -47,6 +47,28 @@ def paired(slow: list[float], fast: list[float]) -> float:
     return statistics.median(s / f for s, f in zip(slow, fast, strict=True))
 
 
+def camcli_engine(
+    model: torch.nn.Module,
+    layers: tuple[str, ...],
+    x: torch.Tensor,
+    methods: list[str],
+    channels_last: bool = False,
+    batch_size: int = 8,
+    **settings: object,
+) -> BatchExplainer:
+    """camcli's engine for inputs shaped like ``x``, set up as a run sets it up once: use it in ``with``."""
+    size = (int(x.shape[-2]), int(x.shape[-1]))
+    infos = resolve_layers(model, size, layers, int(x.shape[1]))
+    return BatchExplainer(
+        model,
+        [(i.name, i.layout) for i in infos],
+        methods,
+        Settings(size, **settings),  # type: ignore[arg-type]
+        batch_size=batch_size,
+        channels_last=channels_last,
+    )
+
+
 def camcli_explain(
     model: torch.nn.Module,
     layers: tuple[str, ...],
@@ -57,15 +79,6 @@ def camcli_explain(
     batch_size: int = 8,
     **settings: object,
 ) -> Explained:
-    """camcli's engine from image tensors to maps: top-``k`` classes, ``methods`` sharing one pass."""
-    size = (int(x.shape[-2]), int(x.shape[-1]))
-    infos = resolve_layers(model, size, layers, int(x.shape[1]))
-    with BatchExplainer(
-        model,
-        [(i.name, i.layout) for i in infos],
-        methods,
-        Settings(size, **settings),  # type: ignore[arg-type]
-        batch_size=batch_size,
-        channels_last=channels_last,
-    ) as explainer:
+    """camcli's engine from image tensors to maps, set-up included: top-``k`` classes, ``methods`` sharing one pass."""
+    with camcli_engine(model, layers, x, methods, channels_last, batch_size, **settings) as explainer:
         return explainer(x, lambda scores: scores.topk(k, dim=1).indices)

@@ -6,8 +6,10 @@ images/second and ratios for:
               pool and memory layout, so the ratios measure the cost of explaining, nothing else.
   explain     camcli end to end: Grad-CAM top-5 with the default outputs (overlay, raw map, JSON;
               --save chooses others).
-  engine      tensors in, top-5 Grad-CAM maps out (vs a plain forward on the same tensors).
-  grad-cam    pytorch-grad-cam's GradCAM computing the same top-5 maps from tensors (no writing).
+  engine      tensors in, top-5 Grad-CAM maps out, set up once as a run does (vs a plain forward
+              on the same tensors).
+  grad-cam    pytorch-grad-cam's GradCAM computing the same top-5 maps from tensors (no writing),
+              set up per call as people call it, against camcli's engine also set up per call.
 and, with --rss, the peak resident memory of `camcli explain` on 200 and 2,000 images.
 
     python bench/throughput.py [--models tf_efficientnet_lite0 tv:resnet50] [--images 48] [--rss]
@@ -29,7 +31,7 @@ from itertools import count as counter
 from pathlib import Path
 
 import torch
-from common import SAMPLES, camcli_explain, paired, race, sample_batch
+from common import SAMPLES, camcli_engine, camcli_explain, paired, race, sample_batch
 
 from camcli.allocator import keep_freed_memory
 from camcli.discover import discover
@@ -103,16 +105,20 @@ def bench_model(
         return sum(1 for _ in run(loaded, items, options, partial(write, folder, ctx=ctx)))
 
     x = sample_batch(loaded, batch).to(device)
+    # The engine set up once (layer resolved, hooks placed, weights in the run's memory layout), as
+    # `camcli explain` sets it up once per run; then timed per batch against a forward pass on the same
+    # model, in the same layout (the engine's hooks are disarmed outside its calls).
+    explainer = camcli_engine(model, (layer,), x, ["gradcam"], channels_last=options.channels_last)
 
     def forward() -> None:
-        model.to(memory_format=layout)
-        try:
-            with torch.no_grad():
-                model(x.contiguous(memory_format=layout)).topk(K, dim=1)
-        finally:
-            model.to(memory_format=torch.contiguous_format)
+        with torch.no_grad():
+            model(x.contiguous(memory_format=layout)).topk(K, dim=1)
 
     def engine() -> torch.Tensor:
+        return explainer(x, lambda scores: scores.topk(K, dim=1).indices).maps["gradcam"].display
+
+    # Against pytorch-grad-cam as people call it (set up per call), camcli is set up per call too.
+    def engine_per_call() -> torch.Tensor:
         return (
             camcli_explain(model, (layer,), x, ["gradcam"], K, channels_last=options.channels_last)
             .maps["gradcam"]
@@ -127,9 +133,11 @@ def bench_model(
 
     n = len(items)
     pipe, _ = race({"plain": plain, "explain": explain}, rounds)
-    tensors, _ = race({"forward": forward, "engine": engine, "grad-cam": grad_cam}, rounds)
+    with explainer:
+        tensors, _ = race({"forward": forward, "engine": engine}, rounds)
+    versus, _ = race({"engine per call": engine_per_call, "grad-cam": grad_cam}, rounds)
     shutil.rmtree(out, ignore_errors=True)
-    best = {k: min(v) for k, v in {**pipe, **tensors}.items()}
+    best = {k: min(v) for k, v in {**pipe, **tensors, **versus}.items()}
     print(
         f"\n{name}: {n} images, batch {batch}, top-{K}, layer {layer}, device {device}, "
         f"{options.workers} workers, {'channels-last' if options.channels_last else 'contiguous'}, overlays {fmt}, "
@@ -145,9 +153,11 @@ def bench_model(
         f"  camcli engine (tensors -> maps)   {batch / best['engine']:7.2f} img/s   "
         f"{1 / paired(tensors['engine'], tensors['forward']):5.2f}x forward (target >= 0.9x)"
     )
+    per_call = batch / best["engine per call"]
     print(
-        f"  pytorch-grad-cam (tensors -> maps){batch / best['grad-cam']:7.2f} img/s   "
-        f"camcli engine is {paired(tensors['grad-cam'], tensors['engine']):5.2f}x faster (target >= 10x)"
+        f"  pytorch-grad-cam (tensors -> maps){batch / best['grad-cam']:7.2f} img/s   camcli engine set up per call "
+        f"as well ({per_call:.2f} img/s) is {paired(versus['grad-cam'], versus['engine per call']):5.2f}x faster "
+        "(target >= 10x)"
     )
 
 
