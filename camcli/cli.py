@@ -29,7 +29,6 @@ from .methods import METHODS, SMOOTHING
 
 if TYPE_CHECKING:
     from .job import ExplainJob, ModelSpec
-    from .models import LoadedModel
 
 MODEL_HELP = (
     "A timm name (resnet50), tv:NAME (torchvision), a model folder or local-dir:PATH, hf-hub:ORG/NAME "
@@ -426,21 +425,6 @@ def _workers(text: str | None) -> tuple[int, int] | None:
     return values[0], values[-1]
 
 
-def _load(spec: ModelSpec) -> LoadedModel:
-    from .models import load_model
-
-    return load_model(
-        spec.name,
-        weights=spec.weights,
-        num_classes=spec.num_classes,
-        labels_file=spec.labels_file,
-        random_weights=spec.random_weights,
-        ema=spec.ema,
-        head=spec.head,
-        preprocess=spec.preprocess,
-    )
-
-
 def _debug_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     """--debug is read by main() from the raw arguments; declared here so it is valid anywhere."""
     return click.option("--debug", is_flag=True, expose_value=False, help="Show tracebacks of internal errors.")(fn)
@@ -741,7 +725,9 @@ def layers(model_arg: str | None, show_all: bool, **options: Any) -> None:
         options["model_name"] = model_arg
     try:
         spec = _model_spec(options)
-        loaded = _load(spec if spec.weights else dataclasses.replace(spec, random_weights=True))
+        from .models import load_spec
+
+        loaded = load_spec(spec if spec.weights else dataclasses.replace(spec, random_weights=True))
         found = probe_layers(loaded.model, loaded.data.input_size, loaded.data.channels)
     except CamcliError as exc:
         raise CliError(str(exc)) from exc

@@ -17,7 +17,7 @@ from .discover import printable
 from .errors import CamcliError
 from .job import ExplainJob
 from .layers import LayerInfo, resolve_layers
-from .models import LoadedModel, load_model
+from .models import LoadedModel, load_spec
 from .pipeline import EngineOptions, default_workers, resolve_device
 from .targets import Targets, resolve_class
 from .writer import RunContext, fingerprint
@@ -41,17 +41,7 @@ def open_session(job: ExplainJob) -> Session:
     device = resolve_device(job.device)
     if job.precision == "fp16" and device.type == "cpu":
         raise CamcliError("--precision fp16 needs a GPU; on the CPU use --precision bf16 or fp32.")
-    spec = job.model
-    loaded = load_model(
-        spec.name,
-        weights=spec.weights,
-        num_classes=spec.num_classes,
-        labels_file=spec.labels_file,
-        random_weights=spec.random_weights,
-        ema=spec.ema,
-        head=spec.head,
-        preprocess=spec.preprocess,
-    )
+    loaded = load_spec(job.model)
     classes = tuple(dict.fromkeys(resolve_class(c, loaded.labels) for c in job.classes))
     targets = Targets(classes, min(job.k, loaded.num_classes), job.threshold, loaded.head)
     layers = resolve_layers(loaded.model, loaded.data.input_size, job.layers, loaded.data.channels)

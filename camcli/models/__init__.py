@@ -17,7 +17,7 @@ from torch import nn
 
 from ..errors import ModelError
 from ..heads import HEADS, Head
-from ..job import Preprocessing
+from ..job import ModelSpec, Preprocessing
 from .data import DataConfig, resolve, torchvision_config
 from .sources import BUNDLED, ModelRef, build, model_names, parse_model_name
 
@@ -29,6 +29,7 @@ __all__ = [
     "ModelRef",
     "list_model_names",
     "load_model",
+    "load_spec",
     "module_data_config",
     "parse_model_name",
 ]
@@ -95,6 +96,20 @@ def load_model(
     else:
         labels = _default_labels(ref, model, n, head)
     return LoadedModel(ref, model, built.weights, labels, data, the_head, built.identity, built.checkpoint)
+
+
+def load_spec(spec: ModelSpec) -> LoadedModel:
+    """``load_model`` for the model a job names (``-m``, ``--weights`` and the options that go with them)."""
+    return load_model(
+        spec.name,
+        weights=spec.weights,
+        num_classes=spec.num_classes,
+        labels_file=spec.labels_file,
+        random_weights=spec.random_weights,
+        ema=spec.ema,
+        head=spec.head,
+        preprocess=spec.preprocess,
+    )
 
 
 def module_data_config(model: nn.Module) -> DataConfig:
