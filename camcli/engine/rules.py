@@ -197,7 +197,7 @@ class Rules:
             return output
         mark = (id(self), output._version)  # an in-place activation makes a new version: gate it too
         if getattr(output, "_camcli_gated", None) != mark:
-            output._camcli_gated = mark  # type: ignore[attr-defined]
+            output._camcli_gated = mark  # type: ignore[attr-defined]  # our marker, read back above
             output.register_hook(self._clamp)  # type: ignore[no-untyped-call]  # torch leaves it unannotated
         if source is None or getattr(output, "_camcli_deconv", False):
             return output

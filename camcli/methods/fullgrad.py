@@ -89,7 +89,7 @@ class BiasLayers:
             if grad is None:
                 continue
             term = scale_channels((bias.to(grad.dtype)[None, :, None, None] * grad).abs().float(), 1e-7).sum(dim=1)
-            total += upsample(term, tuple(x.shape[-2:]))  # type: ignore[arg-type]
+            total += upsample(term, (int(x.shape[-2]), int(x.shape[-1])))
         return total
 
     def reset(self) -> None:

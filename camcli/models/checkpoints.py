@@ -55,7 +55,7 @@ def _safe_build(self: _SafeUnpickler) -> None:
     if isinstance(target, type) or not isinstance(target, (dict, list, set, torch.Tensor, Skipped)):
         return  # a class, a function or anything else: left as it is
     self.stack.append(state)
-    pickle._Unpickler.load_build(self)  # type: ignore[attr-defined]
+    pickle._Unpickler.load_build(self)  # type: ignore[attr-defined]  # private; typeshed omits it
 
 
 class _SafeUnpickler(pickle._Unpickler):
@@ -77,6 +77,7 @@ def _pickle_module() -> types.ModuleType:
     """A module that looks like ``pickle`` to ``torch.load`` but unpickles safely."""
     _SafeUnpickler.allowed = _allowed_globals()
     module = types.ModuleType("camcli_safe_pickle")
+    # A bare ModuleType has no such attributes for mypy; torch.load reads exactly these two.
     module.Unpickler = _SafeUnpickler  # type: ignore[attr-defined]
     module.load = lambda fh, **kw: _SafeUnpickler(fh, **kw).load()  # type: ignore[attr-defined]
     return module
