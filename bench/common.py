@@ -9,9 +9,9 @@ from pathlib import Path
 
 import torch
 
+from camcli import methods as registry
 from camcli.explainer import BatchExplainer, Explained
 from camcli.layers import resolve_layers
-from camcli.methods.base import Settings
 from camcli.models import LoadedModel
 from camcli.preprocess import decode, to_input
 
@@ -54,16 +54,21 @@ def camcli_engine(
     methods: list[str],
     channels_last: bool = False,
     batch_size: int = 8,
-    **settings: object,
+    smooth: str | None = None,
+    **options: object,
 ) -> BatchExplainer:
-    """camcli's engine for inputs shaped like ``x``, set up as a run sets it up once: use it in ``with``."""
+    """camcli's engine for inputs shaped like ``x``, set up as a run sets it up once: use it in ``with``.
+    Methods' options are the API's keywords (``occlusion_window=16``)."""
     size = (int(x.shape[-2]), int(x.shape[-1]))
     infos = resolve_layers(model, size, layers, int(x.shape[1]))
+    given = registry.split_options(dict(options))
+    params = registry.resolve_params(tuple(methods), {m: v for m, v in given.items() if m in methods})
     return BatchExplainer(
         model,
         [(i.name, i.layout) for i in infos],
-        methods,
-        Settings(size, **settings),  # type: ignore[arg-type]
+        params,
+        size,
+        registry.parse_smoothing(smooth),
         batch_size=batch_size,
         channels_last=channels_last,
     )
@@ -77,8 +82,8 @@ def camcli_explain(
     k: int,
     channels_last: bool = False,
     batch_size: int = 8,
-    **settings: object,
+    **options: object,
 ) -> Explained:
     """camcli's engine from image tensors to maps, set-up included: top-``k`` classes, ``methods`` sharing one pass."""
-    with camcli_engine(model, layers, x, methods, channels_last, batch_size, **settings) as explainer:
+    with camcli_engine(model, layers, x, methods, channels_last, batch_size, **options) as explainer:  # type: ignore[arg-type]
         return explainer(x, lambda scores: scores.topk(k, dim=1).indices)

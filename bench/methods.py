@@ -5,10 +5,11 @@ classes, the same batch; camcli computes all five classes from one pass (and sha
 perturbed forward across them), the oracle library is called once per class rank, as its API
 requires. Rounds alternate between the contenders, and the ratio is the median of per-round ratios.
 
-Oracles: pytorch-grad-cam 1.5 for the CAM family (gradient methods, Score-CAM, Ablation-CAM,
-FullGrad, Eigen methods), captum 0.9 for saliency, deconvnet, guided backprop, Guided Grad-CAM and
-occlusion. Perturbation methods run hundreds of forwards per image and class, so they use smaller
-inputs (``--perturb-size``) and fewer images (``--perturb-images``).
+Oracles: pytorch-grad-cam 1.5 for the CAM family (gradient methods, Score-CAM, Ablation-CAM, FullGrad,
+Eigen methods, FEM, KPCA-CAM, RandomCAM, Sobel, ShapleyCAM, RefineCAM, Finer-CAM, SESS, guided backprop
+times a CAM), torchcam 0.5 for CAM, SmoothGrad-CAM++, SS-CAM and IS-CAM, captum 0.9 for saliency,
+deconvnet, guided backprop, Guided Grad-CAM and occlusion. Perturbation methods run hundreds of forwards
+per image and class, so they use smaller inputs (``--perturb-size``) and fewer images (``--perturb-images``).
 
     python bench/methods.py [--model resnet18] [--images 8] [--rounds 3] [--methods gradcam,scorecam]
 """
@@ -22,41 +23,33 @@ from collections.abc import Callable
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # pytorch-grad-cam's per-call progress bars
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from common import camcli_explain, paired, race, sample_batch
 from torch import nn
 
+from camcli import methods as registry
 from camcli.allocator import keep_freed_memory
 from camcli.layers import resolve_layer
-from camcli.methods import METHODS, REGISTRY
 from camcli.models import load_model
 
 K = 5
-PERTURBATION = ("scorecam", "ablationcam", "occlusion")
+# Methods whose cost is hundreds of forwards per image: smaller inputs and fewer images, for both tools.
+PERTURBATION = ("scorecam", "ablationcam", "occlusion", "sscam", "iscam", "sess")
 CAPTUM = ("saliency", "deconvnet", "guided-backprop", "guided-gradcam", "occlusion")
-# The issue's targets: gradient CAMs 10x pytorch-grad-cam, perturbation methods 4x. Eigen-CAM needs
-# no gradient (both tools run forwards only: k per image for the oracle, one for camcli), and the
-# pixel-space methods need one full backward per class in both tools: no target is set for those.
+TORCHCAM = ("cam", "smoothgradcam++", "sscam", "iscam")
+# The issue's targets: gradient CAMs 10x their reference, perturbation methods 4x. Eigen methods, KPCA-CAM,
+# FEM and the baselines need no gradient (both tools run forwards only), and the pixel-space methods need one
+# full backward per class in both tools: no target is set for those. SS-CAM, IS-CAM and SESS repeat
+# Score-CAM's (or the base's) forwards over samples or patches, all shared across the classes.
+GRADIENT = ("gradcam", "counterfactual", "gradcam++", "xgradcam", "hirescam", "gradcam-elementwise", "layercam")
 TARGETS = {
-    "scorecam": 4.0,
-    "ablationcam": 4.0,
-    "occlusion": 4.0,
-    **{
-        m: 10.0
-        for m in (
-            "gradcam",
-            "counterfactual",
-            "gradcam++",
-            "xgradcam",
-            "hirescam",
-            "gradcam-elementwise",
-            "layercam",
-            "eigengradcam",
-            "fullgrad",
-        )
-    },
+    **{m: 4.0 for m in PERTURBATION},
+    **{m: 10.0 for m in (*GRADIENT, "eigengradcam", "fullgrad", "smoothgradcam++", "finercam", "shapleycam")},
+    "refinecam": 10.0,
 }
+SKIPPED = {"legrad": "vision transformers only (tests/test_legrad.py times it against torchcam on a ViT)"}
 
 
 class Negated(nn.Module):
@@ -70,19 +63,24 @@ class Negated(nn.Module):
         return -self.inner(x)
 
 
+def source(method: str) -> str:
+    return "captum" if method in CAPTUM else "torchcam" if method in TORCHCAM else "pytorch-grad-cam"
+
+
 def oracle(
-    method: str, model: nn.Module, layer: nn.Module, x: torch.Tensor, window: int, stride: int, batch: int
+    method: str, model: nn.Module, layers: list[nn.Module], x: torch.Tensor, window: int, stride: int, batch: int
 ) -> Callable[[], object]:
-    """The oracle library computing the same top-5 maps, one call per class rank."""
+    """The reference library computing the same top-5 maps, one call per class rank (as its API asks)."""
     with torch.no_grad():
         classes = model(x).topk(K, dim=1).indices.tolist()
+    ranks = [[c[j] for c in classes] for j in range(K)]
+    layer = layers[-1]
     if method in CAPTUM:
         from captum.attr import Deconvolution, GuidedBackprop, GuidedGradCam, Occlusion, Saliency
 
         def captum_maps() -> list[torch.Tensor]:
             maps = []
-            for j in range(K):
-                target = [c[j] for c in classes]
+            for target in ranks:
                 if method == "saliency":
                     maps.append(Saliency(model).attribute(x, target=target, abs=False))
                 elif method == "deconvnet":
@@ -105,9 +103,75 @@ def oracle(
             return maps
 
         return captum_maps
+    if method in TORCHCAM:
+        import torchcam.methods as tc
+
+        names = {module: name for name, module in model.named_modules()}
+        if method == "cam":
+            fc = names[model.get_classifier()] if hasattr(model, "get_classifier") else None
+            made = tc.CAM(model, names[layer], fc, input_shape=tuple(x.shape[1:]))
+        else:
+            kind = {"smoothgradcam++": tc.SmoothGradCAMpp, "sscam": tc.SSCAM, "iscam": tc.ISCAM}[method]
+            made = kind(model, names[layer], input_shape=tuple(x.shape[1:]))
+            if hasattr(made, "bs"):
+                made.bs = batch
+
+        def torchcam_maps() -> list[object]:
+            maps = []
+            for target in ranks:
+                scores = model(x)
+                maps.append(made(target, scores))
+            return maps
+
+        return torchcam_maps
     import pytorch_grad_cam as pgc
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
+    if method == "sobel":
+        from pytorch_grad_cam.sobel_cam import sobel_cam
+
+        def sobel_maps() -> list[object]:
+            pictures = (x.cpu() * 0.229 + 0.45).clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).numpy()
+            return [sobel_cam(np.ascontiguousarray(p)) for p in pictures]
+
+        return sobel_maps
+    if method == "guided-cam":
+        import copy
+
+        from pytorch_grad_cam.guided_backprop import GuidedBackpropReLUModel
+
+        twin = copy.deepcopy(model)  # pytorch-grad-cam swaps the ReLU modules of the model it is given
+        twin_layer = dict(twin.named_modules())[{m: n for n, m in model.named_modules()}[layer]]
+
+        def guided_maps() -> list[object]:
+            maps = []
+            with pgc.GradCAM(model=twin, target_layers=[twin_layer]) as cam:
+                for target in ranks:
+                    masks = cam(input_tensor=x, targets=[ClassifierOutputTarget(c) for c in target])
+                    for b, c in enumerate(target):
+                        gb = GuidedBackpropReLUModel(twin, device="cpu")(x[b : b + 1], target_category=c)
+                        maps.append(masks[b][..., None] * gb)
+            return maps
+
+        return guided_maps
+    if method == "sess":
+        from pytorch_grad_cam.sess import SESS
+
+        def sess_maps() -> list[object]:
+            with SESS(model, [layer], batch_size=batch) as cam:
+                return [cam(input_tensor=x, targets=[ClassifierOutputTarget(c) for c in target]) for target in ranks]
+
+        return sess_maps
+    if method == "finercam":
+        from pytorch_grad_cam.finer_cam import FinerCAM
+
+        def finer_maps() -> list[object]:
+            with FinerCAM(model, [layer]) as cam:
+                return [
+                    cam(input_tensor=x[b : b + 1], target_idx=c)[0] for target in ranks for b, c in enumerate(target)
+                ]
+
+        return finer_maps
     kind = {
         "gradcam": pgc.GradCAM,
         "counterfactual": pgc.GradCAM,
@@ -121,15 +185,28 @@ def oracle(
         "scorecam": pgc.ScoreCAM,
         "ablationcam": pgc.AblationCAM,
         "fullgrad": pgc.FullGrad,
+        "fem": pgc.FEM,
+        "randomcam": pgc.RandomCAM,
+        "kpcacam": pgc.KPCA_CAM,
+        "shapleycam": pgc.ShapleyCAM,
+        "refinecam": pgc.RefineCAM,
     }[method]
     target_model = Negated(model) if method == "counterfactual" else model
 
+    if method == "refinecam":  # not a context manager
+
+        def refine_maps() -> list[object]:
+            cam = kind(model=model, target_layers=layers)
+            return [cam(input_tensor=x, targets=[ClassifierOutputTarget(c) for c in target]) for target in ranks]
+
+        return refine_maps
+
     def pgc_maps() -> list[object]:
-        layers = [] if method == "fullgrad" else [layer]
-        with kind(model=target_model, target_layers=layers) as cam:
+        chosen = [] if method == "fullgrad" else [layer]
+        with kind(model=target_model, target_layers=chosen) as cam:
             if method in ("scorecam", "ablationcam"):
                 cam.batch_size = batch
-            return [cam(input_tensor=x, targets=[ClassifierOutputTarget(c[j]) for c in classes]) for j in range(K)]
+            return [cam(input_tensor=x, targets=[ClassifierOutputTarget(c) for c in target]) for target in ranks]
 
     return pgc_maps
 
@@ -142,7 +219,8 @@ def main() -> None:
     parser.add_argument("--perturb-size", type=int, default=112, help="input side for the perturbation methods")
     parser.add_argument("--batch-size", type=int, default=32, help="perturbed forwards per batch, both contenders")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--methods", default=",".join(registry.names()))
+    parser.add_argument("--refine-layers", default="layer3", help="RefineCAM's layers besides the default one")
     args = parser.parse_args()
     keep_freed_memory()
     warnings.filterwarnings("ignore")
@@ -153,45 +231,43 @@ def main() -> None:
     print(f"{args.model}, top-{K}, CPU threads {torch.get_num_threads()}, torch {torch.__version__}")
     print(f"{'method':<20} {'camcli img/s':>12} {'oracle img/s':>12} {'ratio':>7}  target  oracle")
     for method in args.methods.split(","):
+        if method in SKIPPED:
+            print(f"{method:<20} skipped: {SKIPPED[method]}", flush=True)
+            continue
         perturb = method in PERTURBATION
         x = full[: args.perturb_images] if perturb else full[: args.images]
         if perturb:
             x = F.interpolate(x, size=(args.perturb_size, args.perturb_size), mode="bilinear", align_corners=False)
         size = (int(x.shape[-2]), int(x.shape[-1]))
         layer = resolve_layer(model, size)
+        names = (*args.refine_layers.split(","), layer.name) if method == "refinecam" else (layer.name,)
         window, stride = (32, 16)
-        channels_last = not any(r in REGISTRY[method].module for r in ("gradients", "fullgrad"))
+        channels_last = not registry.get(method).cls.needs.rules  # input-space rules: exact gates
+        options = {"occlusion_window": window, "occlusion_stride": stride} if method == "occlusion" else {}
+        if method == "fem":
+            options["fem_combine"] = "activations"  # pytorch-grad-cam's definition (README: departures)
 
         def ours(
             method: str = method,
             x: torch.Tensor = x,
-            layer_name: str = layer.name,
+            names: tuple[str, ...] = names,
             channels_last: bool = channels_last,
-            window: int = window,
-            stride: int = stride,
+            options: dict[str, object] = options,
         ) -> object:
             return camcli_explain(
-                model,
-                (layer_name,),
-                x,
-                [method],
-                K,
-                channels_last=channels_last,
-                batch_size=args.batch_size,
-                occlusion_window=window,
-                occlusion_stride=stride,
+                model, names, x, [method], K, channels_last=channels_last, batch_size=args.batch_size, **options
             )
 
-        theirs = oracle(method, model, dict(model.named_modules())[layer.name], x, window, stride, args.batch_size)
+        modules = dict(model.named_modules())
+        theirs = oracle(method, model, [modules[n] for n in names], x, window, stride, args.batch_size)
         times, _ = race({"camcli": ours, "oracle": theirs}, args.rounds)
         n = x.shape[0]
         ratio = paired(times["oracle"], times["camcli"])
         target = TARGETS.get(method)
         verdict = "  n/a     " if target is None else f"  {'ok ' if ratio >= target else 'MISS'} {target:4.0f}x"
-        source = "captum" if method in CAPTUM else "pytorch-grad-cam"
         print(
             f"{method:<20} {n / min(times['camcli']):12.2f} {n / min(times['oracle']):12.2f} {ratio:6.1f}x"
-            f"{verdict}  {source}",
+            f"{verdict}  {source(method)}",
             flush=True,
         )
 

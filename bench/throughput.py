@@ -35,14 +35,14 @@ from common import SAMPLES, camcli_engine, camcli_explain, paired, race, sample_
 
 from camcli.allocator import keep_freed_memory
 from camcli.discover import discover
-from camcli.job import parse_save
+from camcli.job import ExplainJob, parse_save
 from camcli.layers import resolve_layer
 from camcli.models import load_model
-from camcli.pipeline import EngineOptions, _ahead, batches, default_workers, run
+from camcli.pipeline import ahead, batches, run
 from camcli.preprocess import prepare
 from camcli.records import Prepared
-from camcli.targets import Targets
-from camcli.writer import RunContext, write
+from camcli.session import resolve
+from camcli.writer import write
 
 K = 5
 
@@ -74,22 +74,16 @@ def bench_model(
     info = resolve_layer(model, size)
     layer = info.name
     items = discover([folder])
-    options = EngineOptions(
-        layers=((layer, info.layout),),
-        targets=Targets((), K),
-        device=device,
-        batch_size=batch,
-        workers=default_workers(),
-    )
-    layout = torch.channels_last if options.channels_last else torch.contiguous_format
+    job = ExplainJob(layers=(layer,), top_k=K, batch_size=batch, overlay_format=fmt, save=save)
+    session = resolve(job, loaded)  # the run's setup, as `camcli explain` makes it
+    layout = torch.channels_last if session.channels_last else torch.contiguous_format
     out = Path(tempfile.mkdtemp(prefix="camcli-bench-"))
-    ctx = RunContext(model={"name": name}, preprocess={}, overlay_format=fmt, save=save)
 
     def plain() -> int:
         model.to(memory_format=layout)
         try:
-            with ThreadPoolExecutor(options.workers) as pool, torch.no_grad():
-                for chunk in batches(_ahead(pool, partial(prepare, data=loaded.data), items, 2 * batch), batch):
+            with ThreadPoolExecutor(session.workers) as pool, torch.no_grad():
+                for chunk in batches(ahead(pool, partial(prepare, data=loaded.data), items, 2 * batch), batch):
                     x = torch.stack([p.tensor for p in chunk if isinstance(p, Prepared)])
                     model(x.to(device).contiguous(memory_format=layout)).argmax(1).tolist()
         finally:
@@ -102,13 +96,13 @@ def bench_model(
         # Each round writes a new output folder, as a first run over a folder does (overwriting
         # costs the file system more: it drops the old files' blocks as each new one lands).
         folder = out / f"round{next(rounds_done)}"
-        return sum(1 for _ in run(loaded, items, options, partial(write, folder, ctx=ctx)))
+        return sum(1 for _ in run(session, items, partial(write, folder, ctx=session.ctx)))
 
     x = sample_batch(loaded, batch).to(device)
     # The engine set up once (layer resolved, hooks placed, weights in the run's memory layout), as
     # `camcli explain` sets it up once per run; then timed per batch against a forward pass on the same
     # model, in the same layout (the engine's hooks are disarmed outside its calls).
-    explainer = camcli_engine(model, (layer,), x, ["gradcam"], channels_last=options.channels_last)
+    explainer = camcli_engine(model, (layer,), x, ["gradcam"], channels_last=session.channels_last)
 
     def forward() -> None:
         with torch.no_grad():
@@ -120,7 +114,7 @@ def bench_model(
     # Against pytorch-grad-cam as people call it (set up per call), camcli is set up per call too.
     def engine_per_call() -> torch.Tensor:
         return (
-            camcli_explain(model, (layer,), x, ["gradcam"], K, channels_last=options.channels_last)
+            camcli_explain(model, (layer,), x, ["gradcam"], K, channels_last=session.channels_last)
             .maps["gradcam"]
             .display
         )
@@ -140,7 +134,7 @@ def bench_model(
     best = {k: min(v) for k, v in {**pipe, **tensors, **versus}.items()}
     print(
         f"\n{name}: {n} images, batch {batch}, top-{K}, layer {layer}, device {device}, "
-        f"{options.workers} workers, {'channels-last' if options.channels_last else 'contiguous'}, overlays {fmt}, "
+        f"{session.workers} workers, {'channels-last' if session.channels_last else 'contiguous'}, overlays {fmt}, "
         f"writes {','.join(sorted(save | {'json'}))}"
     )
     print(f"  plain inference (decode+forward)  {n / best['plain']:7.2f} img/s")

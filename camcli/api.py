@@ -2,7 +2,7 @@
 
     from camcli.api import Explainer
 
-    explainer = Explainer("resnet50", weights="resnet50.pth", methods=["gradcam", "scorecam"])
+    explainer = Explainer("resnet50", weights="resnet50.pth", methods=["gradcam", "occlusion"], occlusion_window=16)
     for image in explainer.explain(["cat.jpg", "dog.png"], top_k=3):
         for exp in image.explanations:
             print(exp.method, exp.label, exp.bbox)   # exp.raw, exp.map, exp.full_map()
@@ -10,6 +10,10 @@
 A model is a name (as ``--model``) or your own ``nn.Module``; images are paths, PIL images, HxWx3
 uint8 arrays, or tensors already preprocessed for the model (3×H×W or B×3×H×W). A module you pass is
 left exactly as it was: not moved, not switched to eval mode for good, no hook left behind.
+
+Methods' parameters are keywords named as the command line's options: ``--occlusion-window 16`` is
+``occlusion_window=16``, a plugin's ``--toycam-power 2`` is ``toycam_power=2.0``. The explainer is
+set up as ``camcli explain`` sets up a run (``camcli.session.resolve``), so its maps equal the CLI's.
 """
 
 from __future__ import annotations
@@ -25,19 +29,20 @@ import torch
 from PIL import Image, ImageOps
 from torch import nn
 
+from . import methods as registry
 from .errors import CamcliError
 from .heads import Head
-from .job import DEFAULT_MODEL, Preprocessing, check_device, check_engine
-from .layers import resolve_layers
+from .job import DEFAULT_MODEL, ExplainJob, ModelSpec, Preprocessing, check_device
+from .job import top_k as resolve_top_k
 from .maps import to_original
-from .methods import REGISTRY, parse_methods
-from .models import DataConfig, LoadedModel, ModelRef, count_outputs, load_model, module_data_config, read_labels
-from .pipeline import EngineOptions, _explain_batch, resolve_device
+from .models import DataConfig, LoadedModel, ModelRef, count_outputs, load_spec, module_data_config, read_labels
+from .outputs import entry_key
+from .pipeline import explain_batch
 from .preprocess import decode, to_input, to_rgb
-from .records import Geometry, ImageItem, ImageResult, Prepared, SourceInfo
-from .session import check_gradients_reach, describe_model
+from .records import Failure, Geometry, ImageItem, ImageResult, Prepared, SourceInfo
+from .session import Session, resolve, resolve_device
 from .targets import Targets, resolve_class
-from .writer import RunContext, result_doc
+from .writer import result_doc
 
 ImageLike = str | Path | Image.Image | np.ndarray | torch.Tensor
 
@@ -58,6 +63,7 @@ class MethodMap:
     raw: np.ndarray  # heat maps: h×w unnormalized; pixel methods: 3×H×W
     map: np.ndarray  # at the model input: H×W in [0, 1], or 3×H×W RGB in [0, 1]
     geometry: Geometry
+    variant: str | None = None  # one of the method's variants (a layer of layers_as="separate", a window)
 
     def full_map(self) -> np.ndarray:
         """The map on the original image (height×width, or 3×height×width for pixel methods)."""
@@ -74,11 +80,11 @@ class ImageExplanation:
     explanations: tuple[MethodMap, ...]
     record: dict[str, Any]  # as explanation.json, without files
 
-    def get(self, method: str, class_index: int) -> MethodMap:
+    def get(self, method: str, class_index: int, variant: str | None = None) -> MethodMap:
         for exp in self.explanations:
-            if exp.method == method and exp.class_index == class_index:
+            if (exp.method, exp.class_index, exp.variant) == (method, class_index, variant):
                 return exp
-        raise KeyError(f"no {method} map for class {class_index}")
+        raise KeyError(f"no {entry_key(method, variant)} map for class {class_index}")
 
 
 class Explainer:
@@ -93,65 +99,71 @@ class Explainer:
         labels: Sequence[str] | str | Path | None = None,
         random_weights: bool = False,
         layers: Sequence[str] | str = (),
-        methods: Sequence[str] = ("gradcam",),
+        layers_as: str = "average",
+        methods: Sequence[str] = (registry.DEFAULT,),
         device: str | None = None,
         batch_size: int = 8,
+        perturbation_batch: int | None = None,
+        score: str = "logit",
         precision: str = "fp32",
-        smooth: str | None = None,
-        occlusion_window: int = 32,
-        occlusion_stride: int = 16,
+        smooth: str | Sequence[str] | None = None,
         data: DataConfig | None = None,
         head: str = "softmax",
         ema: bool = False,
         preprocess: Preprocessing | None = None,
+        **method_options: Any,
     ) -> None:
-        self.methods = parse_methods(list(methods))
-        check_engine(self.methods, smooth, occlusion_window, occlusion_stride, batch_size, precision, device or "auto")
-        if isinstance(model, nn.Module):
-            self.loaded = _own_module(model, labels, data, head)
-            first = next(model.parameters(), None)
-            device = device or (str(first.device) if first is not None else "cpu")
-        else:
-            labels_file = Path(labels) if isinstance(labels, (str, Path)) else None
-            self.loaded = load_model(
-                model,
-                weights=Path(weights) if weights else None,
-                num_classes=num_classes,
-                labels_file=labels_file,
-                random_weights=random_weights,
-                ema=ema,
-                head=head,
-                preprocess=preprocess,
+        options = dict(method_options)
+        given = registry.split_options(options)
+        if options:
+            known = [p.keyword(i.name) for i in registry.registry().values() for p in i.params]
+            raise CamcliError(
+                f"Unknown keyword '{next(iter(options))}'. Methods' options are: {', '.join(known) or 'none'}."
             )
-            if labels is not None and not isinstance(labels, (str, Path)):
-                self.loaded = dataclasses.replace(self.loaded, labels=_checked_labels(labels, self.loaded.num_classes))
-            if data is not None:
-                self.loaded = dataclasses.replace(self.loaded, data=data)
-        self.device = resolve_device(check_device(device or "auto"))
-        if not isinstance(model, nn.Module):
-            self.loaded.model.to(self.device)
-        infos = resolve_layers(
-            self.loaded.model,
-            self.loaded.data.input_size,
-            (layers,) if isinstance(layers, str) else tuple(layers),
-            self.loaded.data.channels,
+        labels_file = Path(labels) if isinstance(labels, (str, Path)) else None
+        spec = ModelSpec(
+            model if isinstance(model, str) else DEFAULT_MODEL,
+            Path(weights) if weights else None,
+            num_classes,
+            labels_file,
+            random_weights,
+            ema,
+            head,
+            preprocess or Preprocessing(),
         )
-        self.layers = infos
-        check_gradients_reach(infos, self.methods)
-        check_engine(self.methods, smooth, occlusion_window, occlusion_stride, batch_size, precision, self.device.type)
-        self.options = EngineOptions(
-            layers=tuple(i.site for i in infos),
-            targets=Targets(),
-            device=self.device,
+        self.job = ExplainJob(
+            model=spec,
+            layers=(layers,) if isinstance(layers, str) else tuple(layers),
+            layers_as=layers_as,
+            methods=registry.parse_methods(list(methods)),
+            smooth=registry.parse_smoothing(smooth),
+            method_params=given,
+            device=check_device(device or "auto"),
             batch_size=batch_size,
-            methods=self.methods,
+            perturbation_batch=perturbation_batch,
+            score=score,
             precision=precision,
-            smooth=smooth,
-            occlusion_window=occlusion_window,
-            occlusion_stride=occlusion_stride,
-            head=self.loaded.head,
         )
-        self.context = RunContext(model=describe_model(self.loaded, infos), preprocess=self.loaded.data.describe())
+        if isinstance(model, nn.Module):
+            loaded = _own_module(model, labels, data, head)
+        else:
+            loaded = load_spec(spec)
+            if labels is not None and not isinstance(labels, (str, Path)):
+                loaded = dataclasses.replace(loaded, labels=_checked_labels(labels, loaded.num_classes))
+            if data is not None:
+                loaded = dataclasses.replace(loaded, data=data)
+            device_ = resolve_device(self.job.device)
+            if precision == "fp16" and device_.type == "cpu":
+                raise CamcliError("--precision fp16 needs a GPU; on the CPU use --precision bf16 or fp32.")
+            loaded.model.to(device_)
+        self.session: Session = resolve(self.job, loaded)
+        self.loaded = self.session.loaded
+        self.layers = self.session.layers
+        self.device = self.session.device
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return self.session.methods
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -170,19 +182,23 @@ class Explainer:
         ``classes`` (indices or labels) and every class at least ``threshold`` probable, with ``methods``
         (default: those given to the constructor)."""
         chosen = tuple(dict.fromkeys(resolve_class(str(c), self.loaded.labels) for c in classes))
-        k = (0 if chosen or threshold is not None else 3) if top_k is None else top_k
+        k = resolve_top_k(top_k, chosen, threshold)
         if k == 0 and not chosen and threshold is None:
             raise CamcliError("Nothing to explain: top_k=0 and no classes or threshold.")
-        targets = Targets(chosen, min(k, self.loaded.num_classes), threshold, self.loaded.head)
-        options = dataclasses.replace(
-            self.options, targets=targets, methods=parse_methods(list(methods)) if methods else self.methods
-        )
+        session = self.session
+        if methods:
+            session = session.with_methods(registry.parse_methods(list(methods)))
+        session = session.with_targets(Targets(chosen, min(k, self.loaded.num_classes), threshold, self.loaded.head))
         prepared = [self._prepare(image, i) for i, image in enumerate(_as_list(images))]
         results: list[ImageExplanation] = []
-        with options.explainer(self.loaded.model, self.loaded.data.input_size) as explainer:
-            for start in range(0, len(prepared), options.batch_size):
-                batch = prepared[start : start + options.batch_size]
-                results += [self._wrap(r) for r in _explain_batch(explainer, self.loaded, batch, options)]
+        size = session.job.batch_size
+        with session.explainer() as explainer:
+            for start in range(0, len(prepared), size):
+                batch = prepared[start : start + size]
+                for result in explain_batch(explainer, session, batch):
+                    if isinstance(result, Failure):
+                        raise CamcliError(result.message)
+                    results.append(self._wrap(result, session))
         return results
 
     def _prepare(self, image: ImageLike, index: int) -> Prepared:
@@ -228,7 +244,7 @@ class Explainer:
         source = SourceInfo(name, "", rgb.width, rgb.height, mode)
         return Prepared(ImageItem(Path(name), PurePosixPath(Path(name).name)), source, rgb, tensor, geometry)
 
-    def _wrap(self, result: ImageResult) -> ImageExplanation:
+    def _wrap(self, result: ImageResult, session: Session) -> ImageExplanation:
         geometry = result.prepared.geometry
         maps = tuple(
             MethodMap(
@@ -244,11 +260,12 @@ class Explainer:
                 e.raw_map.cpu().numpy(),
                 e.input_map.cpu().numpy(),
                 geometry,
+                e.variant,
             )
             for e in result.explanations
         )
         predictions = tuple((p.class_index, p.label, p.logit, p.probability) for p in result.predictions)
-        return ImageExplanation(result.prepared.source.path, predictions, maps, result_doc(result, self.context))
+        return ImageExplanation(result.prepared.source.path, predictions, maps, result_doc(result, session.ctx))
 
 
 def _as_list(images: ImageLike | Iterable[ImageLike]) -> list[ImageLike]:
@@ -283,4 +300,4 @@ def _own_module(
     return LoadedModel(ref, model, "caller's module", names, data, the_head, "caller's module")
 
 
-__all__ = ["REGISTRY", "Explainer", "ImageExplanation", "MethodMap"]
+__all__ = ["Explainer", "ImageExplanation", "MethodMap"]

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import fnmatch
-import json
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from .errors import CamcliError
+from .outputs import EXPLANATION, MARKER, RESERVED, explanation_doc, parse_json, read_bytes
 from .records import ImageItem
 
-RESERVED = frozenset({"run.json", "summary.jsonl"})  # camcli's own files at the top of --out
-OUTPUT_MARKER = ".camcli-output"  # written into every output folder when a run starts
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"})
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
+)
 
 
 def _walk(
@@ -23,14 +23,14 @@ def _walk(
     """Files below ``root`` with image suffixes, sorted, skipping hidden entries.
 
     Symlinked folders are followed, each real folder once, so a link loop ends the descent.
-    camcli's own outputs are not entered: output folders it made (they hold OUTPUT_MARKER), image
+    camcli's own outputs are not entered: output folders it made (they hold the output marker), image
     folders it wrote (they hold its explanation.json) and the folders in ``skip`` (device, inode).
     ``include`` / ``exclude`` globs match the path relative to ``root`` or the file name.
     """
     visited: set[tuple[int, int]] = set(skip)
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         info = os.stat(dirpath)
-        if (info.st_dev, info.st_ino) in visited or OUTPUT_MARKER in filenames or _image_output(dirpath, filenames):
+        if (info.st_dev, info.st_ino) in visited or MARKER in filenames or _image_output(dirpath, filenames):
             dirnames[:] = []
             continue
         visited.add((info.st_dev, info.st_ino))
@@ -49,14 +49,13 @@ def _walk(
 
 def _image_output(folder: str, filenames: list[str]) -> bool:
     """A folder camcli wrote one image's outputs into: it holds camcli's explanation.json."""
-    if "explanation.json" not in filenames:
+    if EXPLANATION not in filenames:
         return False
     try:
-        with open(os.path.join(folder, "explanation.json"), "rb") as fh:
-            doc = json.loads(fh.read(1 << 20))
-    except (OSError, ValueError):
+        doc = parse_json(read_bytes(Path(folder) / EXPLANATION, 1 << 20))
+    except (OSError, ValueError, UnicodeDecodeError):
         return False
-    return isinstance(doc, dict) and {"schema_version", "source", "explanations"} <= set(doc)
+    return explanation_doc(doc) is not None
 
 
 def printable(path: os.PathLike[str] | str) -> str:

@@ -10,7 +10,9 @@ import numpy as np
 from isal import isal_zlib
 from PIL import Image
 
-FORMATS = ("png", "jpg", "webp")
+from .choices import OVERLAY_FORMATS
+
+FORMATS = OVERLAY_FORMATS
 
 
 def _chunk(tag: bytes, data: bytes) -> tuple[bytes, ...]:

@@ -37,5 +37,10 @@ class RunLocked(CamcliError):
     """Another run is writing to the same output folder."""
 
 
+class StopRequested(Exception):
+    """The run was asked to stop (SIGINT/SIGTERM) in the middle of long work on a batch: the batch is
+    dropped unwritten, and the run ends as interrupted."""
+
+
 class ImageError(Exception):
     """One input image cannot be used; recorded for that image, the run goes on."""

@@ -9,13 +9,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from .job import HEADS
+from .choices import HEADS, SCORES
 
-__all__ = ["HEADS", "Head"]
+__all__ = ["HEADS", "SCORES", "Head", "explained_scores", "logits_of"]
+
+
+def logits_of(output: Any) -> Any:
+    """What a model's forward returned, as its logits: the tensor itself, or the ``logits`` of an output
+    object or mapping (Hugging Face ``transformers`` classifiers return ``ImageClassifierOutput``).
+    Anything else is returned as it is, for the caller to refuse with its own words."""
+    if isinstance(output, torch.Tensor):
+        return output
+    found = output.get("logits") if isinstance(output, Mapping) else getattr(output, "logits", None)
+    return found if isinstance(found, torch.Tensor) else output
 
 
 @dataclass(frozen=True)
@@ -40,3 +52,20 @@ class Head:
 
 
 SOFTMAX = Head()
+
+
+def explained_scores(scores: torch.Tensor, kind: str = "logit", head: Head = SOFTMAX) -> torch.Tensor:
+    """B×C class scores → the B×C values a method explains (``--score``), differentiable:
+
+    - ``logit``: the class score itself, y^c (the Grad-CAM paper: before the softmax);
+    - ``probability``: the head's probability of the class (pytorch-grad-cam's
+      ``ClassifierOutputSoftmaxTarget``);
+    - ``rest``: y^c − CE(y, c) = 2 y^c − log Σ_j exp y^j, the pre- and post-softmax scores together
+      (pytorch-grad-cam's ``ClassifierOutputReST``, arXiv 2501.06261).
+    All three rank classes alike, so the explained classes do not depend on it.
+    """
+    if kind == "probability":
+        return head.probabilities(scores)
+    if kind == "rest":
+        return 2 * scores - scores.logsumexp(dim=1, keepdim=True)
+    return scores

@@ -1,26 +1,27 @@
-"""What a run is asked to do: a frozen, picklable description shared by the command line, the
-Python API and every runner, and the checks that need no heavy library.
+"""What a run is asked to do: frozen, picklable requests shared by the command line, the Python API and
+every runner, and the checks that need no heavy library.
 
 Everything here is plain data, so usage errors are reported before torch loads and a job can be
-sent to other processes (Ray workers) as it is.
+sent to other processes (Ray workers) as it is. Allowed values come from ``choices``, methods'
+parameters from their declarations (``camcli.methods``), runners' from ``camcli.runners``.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from . import methods, records, runners
+from .choices import DEFAULT_SAVE, DEVICES, HEADS, LAYERS_AS, PRECISIONS, SAVE, SCORES
 from .errors import CamcliError
-from .methods import REGISTRY, SMOOTHING, parse_methods
 
 DEFAULT_MODEL = "tf_efficientnet_lite0"
-SAVE_CHOICES = ("overlay", "map", "raw_map", "json")
-HEADS = ("softmax", "sigmoid", "binary")  # as camcli.heads, which imports torch
-DEFAULT_SAVE = frozenset({"overlay", "raw_map"})  # explanation.json is always written
-PRECISIONS = ("fp32", "bf16", "fp16")
-ENGINES = ("local", "ray")
+DEFAULT_TOP_K = 3
+MAX_INPUT_SIDE = records.MAX_INPUT_SIDE  # --input-size: a larger model input is a typo, not a model
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -44,8 +45,8 @@ class Preprocessing:
             raise CamcliError("--std values must be positive.")
         if self.crop_pct is not None and not (math.isfinite(self.crop_pct) and 0 < self.crop_pct <= 1.5):
             raise CamcliError(f"--crop-pct {self.crop_pct} is outside (0, 1.5]; timm uses e.g. 0.875 or 1.0.")
-        if self.input_size is not None and min(self.input_size) < 8:
-            raise CamcliError("--input-size must be at least 8 pixels a side.")
+        if self.input_size is not None:
+            check_input_size(self.input_size, "--input-size")
 
     def given(self) -> tuple[str, ...]:
         return tuple(f"--{k.replace('_', '-')}" for k, v in vars(self).items() if v is not None)
@@ -62,6 +63,16 @@ class Preprocessing:
         return any(v is not None for v in vars(self).values())
 
 
+def check_input_size(size: tuple[int, int], where: str) -> tuple[int, int]:
+    """A model input of at least 8 and at most MAX_INPUT_SIDE pixels a side."""
+    if min(size) < 8 or max(size) > MAX_INPUT_SIDE:
+        raise CamcliError(
+            f"{where} {size[0]}×{size[1]} is outside 8 to {MAX_INPUT_SIDE} pixels a side. "
+            "Pass the size the model was trained at, e.g. --input-size 224 or 384x512."
+        )
+    return size
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """Which model to load and how: the name, where its weights come from, its head, labels and
@@ -76,26 +87,36 @@ class ModelSpec:
     head: str = "softmax"
     preprocess: Preprocessing = field(default_factory=Preprocessing)
 
+    def __post_init__(self) -> None:
+        if self.head not in HEADS:
+            raise CamcliError(f"Unknown head '{self.head}'. Use one of {', '.join(HEADS)}.")
+        if self.num_classes is not None and (isinstance(self.num_classes, bool) or self.num_classes < 1):
+            raise CamcliError(f"--num-classes {self.num_classes!r} must be a whole number of at least 1.")
+
 
 @dataclass(frozen=True)
 class ExplainJob:
-    """One `camcli explain` run. ``inputs`` are files and folders (stdin already read)."""
+    """One explain run (``camcli explain``, the explaining part of ``camcli evaluate``, the Python API).
+    ``inputs`` are files and folders (stdin already read); the API's jobs have none."""
 
-    inputs: tuple[Path, ...]
+    inputs: tuple[Path, ...] = ()
     out: Path = Path("camcli-out")
     model: ModelSpec = field(default_factory=ModelSpec)
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     layers: tuple[str, ...] = ()  # none: the default layer
-    top_k: int | None = None  # None: 3, or 0 when classes are named
+    layers_as: str = "average"  # several layers: "average" their scaled maps, or one map per layer ("separate")
+    top_k: int | None = None  # None: DEFAULT_TOP_K, or 0 when classes or a threshold are given
     classes: tuple[str, ...] = ()  # indices or labels, resolved once the labels are known
+    classes_from: Path | None = None  # a CSV path,class: each image's own classes to explain
     threshold: float | None = None  # also explain every class at least this probable
-    methods: tuple[str, ...] = ("gradcam",)
-    smooth: str | None = None  # "aug" | "eigen"
-    occlusion_window: int = 32
-    occlusion_stride: int = 16
+    methods: tuple[str, ...] = (methods.DEFAULT,)
+    smooth: frozenset[str] = frozenset()  # "aug", "eigen"
+    method_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # method → name → value
     device: str = "auto"
     batch_size: int = 8
+    perturbation_batch: int | None = None  # perturbed forwards run together; None: by memory
+    score: str = "logit"  # what a method explains: the class's logit, probability, or ReST score
     workers: int | None = None
     precision: str = "fp32"
     save: frozenset[str] = DEFAULT_SAVE
@@ -108,87 +129,71 @@ class ExplainJob:
     json_lines: bool = False
     config: str | None = None
     shard: tuple[int, int] | None = None  # (I, N): the I-th of N parts of the input list
-    engine: str = "local"  # "local" | "ray"
-    ray_address: str | None = None
-    ray_workers: tuple[int, int] | None = None  # (min, max) actors
-    ray_gpus_per_worker: float = 0.0
+    runner: str = runners.DEFAULT
+    runner_params: Mapping[str, Any] = field(default_factory=dict)  # the runner's options, given ones
 
     def __post_init__(self) -> None:
-        check_engine(
-            self.methods,
-            self.smooth,
-            self.occlusion_window,
-            self.occlusion_stride,
-            self.batch_size,
-            self.precision,
-            self.device,
-        )
+        check_device(self.device)
+        if self.precision not in PRECISIONS:
+            raise CamcliError(f"Unknown precision '{self.precision}'. Use one of {', '.join(PRECISIONS)}.")
+        if self.precision == "fp16" and self.device == "cpu":
+            raise CamcliError("--precision fp16 needs a GPU; on the CPU use --precision bf16 or fp32.")
+        check_whole("batch-size", self.batch_size)
+        if self.perturbation_batch is not None:
+            check_whole("perturbation-batch", self.perturbation_batch)
+        if self.workers is not None:
+            check_whole("workers", self.workers)
+        methods.check_methods(self.methods, self.smooth, self.method_params)
+        if self.layers_as not in LAYERS_AS:
+            raise CamcliError(f"Unknown --layers-as '{self.layers_as}'. Use one of {', '.join(LAYERS_AS)}.")
+        if self.score not in SCORES:
+            raise CamcliError(f"Unknown --score '{self.score}'. Use one of {', '.join(SCORES)}.")
         check_finite("alpha", self.alpha)
         if not 0.0 <= self.alpha <= 1.0:
             raise CamcliError(f"--alpha {self.alpha} is outside 0-1. Pass a value such as 0.5.")
         if self.threshold is not None and not (math.isfinite(self.threshold) and 0 <= self.threshold <= 1):
             raise CamcliError(f"--threshold {self.threshold} is not a probability. Pass a value in 0-1, e.g. 0.5.")
-        if self.model.head not in HEADS:
-            raise CamcliError(f"Unknown head '{self.model.head}'. Use one of {', '.join(HEADS)}.")
-        if self.engine not in ENGINES:
-            raise CamcliError(f"Unknown engine '{self.engine}'. Use local or ray.")
-        if self.ray_workers is not None and not 1 <= self.ray_workers[0] <= self.ray_workers[1]:
-            raise CamcliError("--ray-workers takes MIN,MAX with 1 <= MIN <= MAX (e.g. 1,4), or one number.")
-        if self.top_k == 0 and not self.classes and self.threshold is None:
+        runners.resolve_params(self.runner, self.runner_params)
+        if self.top_k is not None:
+            check_whole("top-k", self.top_k, low=0)
+        if self.top_k == 0 and not self.classes and self.threshold is None and self.classes_from is None:
             raise CamcliError("Nothing to explain: --top-k 0 and no --class. Pass --top-k K or --class C.")
 
     @property
     def k(self) -> int:
-        """How many of the most likely classes to explain: 3 unless classes or a threshold are given."""
-        return (0 if self.classes or self.threshold is not None else 3) if self.top_k is None else self.top_k
+        return top_k(
+            self.top_k, self.classes or ((str(self.classes_from),) if self.classes_from else ()), self.threshold
+        )
+
+    @property
+    def params(self) -> dict[str, dict[str, Any]]:
+        """Every method's parameters, defaults filled in."""
+        return methods.resolve_params(self.methods, self.method_params)
+
+    @property
+    def runner_options(self) -> dict[str, Any]:
+        """The runner's parameters, defaults filled in."""
+        return runners.resolve_params(self.runner, self.runner_params)
+
+
+def top_k(given: int | None, classes: tuple[Any, ...], threshold: float | None) -> int:
+    """How many of the most likely classes to explain: as given, else DEFAULT_TOP_K unless classes or a
+    threshold say which to explain."""
+    if given is not None:
+        return given
+    return 0 if classes or threshold is not None else DEFAULT_TOP_K
 
 
 def parse_save(specs: tuple[str, ...] | list[str]) -> frozenset[str]:
     """Comma-separated, repeatable ``--save`` values → the optional outputs to write."""
     names = {n.strip().lower() for spec in specs for n in spec.split(",") if n.strip()}
-    unknown = names - set(SAVE_CHOICES)
+    unknown = names - set(SAVE)
     if unknown:
         raise CamcliError(
-            f"Unknown --save value(s): {', '.join(sorted(unknown))}. Use any of {','.join(SAVE_CHOICES)} "
+            f"Unknown --save value(s): {', '.join(sorted(unknown))}. Use any of {','.join(SAVE)} "
             "(e.g. --save overlay,map,raw_map)."
         )
     return frozenset(names - {"json"}) if specs else DEFAULT_SAVE
-
-
-def check_engine(
-    methods: tuple[str, ...],
-    smooth: str | None,
-    occlusion_window: int,
-    occlusion_stride: int,
-    batch_size: int,
-    precision: str,
-    device: str,
-) -> None:
-    """The checks every entry point (command line, Python API) makes before any work."""
-    check_device(device)
-    if precision not in PRECISIONS:
-        raise CamcliError(f"Unknown precision '{precision}'. Use one of {', '.join(PRECISIONS)}.")
-    if precision == "fp16" and device == "cpu":
-        raise CamcliError("--precision fp16 needs a GPU; on the CPU use --precision bf16 or fp32.")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise CamcliError(f"--batch-size {batch_size!r} must be a whole number of at least 1.")
-    if smooth is not None:
-        if smooth not in SMOOTHING:
-            raise CamcliError(f"Unknown --smooth '{smooth}'. Use aug or eigen.")
-        if not any(smooth in REGISTRY[m].smoothing for m in methods):
-            fits = [m for m in REGISTRY if smooth in REGISTRY[m].smoothing]
-            raise CamcliError(
-                f"--smooth {smooth} applies to none of the methods asked for; it applies to {', '.join(fits)}."
-            )
-    if (
-        not all(isinstance(v, int) and not isinstance(v, bool) for v in (occlusion_window, occlusion_stride))
-        or occlusion_window < 1
-        or not 1 <= occlusion_stride <= occlusion_window
-    ):
-        raise CamcliError(
-            "--occlusion-stride must be between 1 and --occlusion-window (default 16 and 32), "
-            "so that the windows cover every pixel."
-        )
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -202,7 +207,7 @@ def parse_size(text: str) -> tuple[int, int]:
         size = (size[0], size[0])
     if len(size) != 2:
         raise CamcliError(f"--input-size '{text}' is not N or HxW (e.g. 384 or 384x512).")
-    return size[0], size[1]
+    return check_input_size((size[0], size[1]), "--input-size")
 
 
 def parse_floats(name: str, text: str) -> tuple[float, ...]:
@@ -215,8 +220,8 @@ def parse_floats(name: str, text: str) -> tuple[float, ...]:
 
 def check_device(spec: str) -> str:
     """The device's spelling, checked without torch (whether it exists is checked at run time)."""
-    if not _DEVICE.match(spec):
-        raise CamcliError(f"Unknown device '{spec}'. Use auto, cpu, cuda, cuda:N or mps.")
+    if not isinstance(spec, str) or not _DEVICE.match(spec):
+        raise CamcliError(f"Unknown device '{spec}'. Use {DEVICES}.")
     return spec
 
 
@@ -227,4 +232,19 @@ def check_finite(name: str, value: float) -> float:
     return value
 
 
-__all__ = ["DEFAULT_MODEL", "DEFAULT_SAVE", "ExplainJob", "ModelSpec", "Preprocessing", "parse_methods", "parse_save"]
+def check_whole(name: str, value: Any, low: int = 1) -> int:
+    """A whole number of at least ``low``; booleans and 2.5 are not whole numbers."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise CamcliError(f"--{name} {value!r} must be a whole number of at least {low}.")
+    return value
+
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "ExplainJob",
+    "ModelSpec",
+    "Preprocessing",
+    "check_input_size",
+    "parse_save",
+    "top_k",
+]

@@ -33,6 +33,7 @@ from torch import nn
 
 from .engine.capture import model_lock
 from .errors import LayerError
+from .heads import logits_of
 from .layout import Layout
 
 NOT_FEATURE_MAPS = frozenset({"Softmax", "Softmax2d", "Dropout", "Dropout2d", "Identity", "DropPath"})
@@ -158,7 +159,7 @@ def probe_layers(model: nn.Module, input_size: tuple[int, int], channels: int = 
                 head.register_forward_hook(lambda m, args, out: seen.append((args[0] if args else None, out)))
             )
         with torch.enable_grad():
-            scores = model(x.requires_grad_(True))
+            scores = logits_of(model(x.requires_grad_(True)))
             # The classifier's input, when the classifier's output is what the model returns; else the output.
             target = seen[0][0] if len(seen) == 1 and seen[0][1] is scores else scores
             grads = _gradients(target, [out for _, out in outputs.values()])
@@ -175,6 +176,8 @@ def probe_layers(model: nn.Module, input_size: tuple[int, int], channels: int = 
         shape = tuple(out.shape)
         layout = layout_of(shape, input_size, prefix) if shape and shape[0] == 1 else None
         reason = _reason(name, kind, shape, layout, calls[name], inside_attention)
+        if not reason and layout is not None and _repeats_one_position(out.detach(), layout):
+            reason = "repeats one position over its grid (a 1×1 map spread out), so it locates nothing"
         infos.append(LayerInfo(name, kind, shape, layout, reason, _coverage(grad, layout)))
     return _family_rules(model, infos)
 
@@ -233,6 +236,15 @@ def _coverage(grad: torch.Tensor | None, layout: Layout | None) -> float:
     return float((per_position > 0).float().mean())
 
 
+def _repeats_one_position(output: torch.Tensor, layout: Layout) -> bool:
+    """Every position holds the same non-zero vector (for the probe's random image): an adaptive pooling
+    that upsamples a 1×1 map (VGG's avgpool at small inputs) is a grid in shape only. (A layer silent for
+    the probe, all zeros, says nothing about its grid: its units may just not fire on noise.)"""
+    maps = layout.to_map(output.float())
+    top = float(maps.abs().max())
+    return top > 0 and bool((maps - maps[..., :1, :1]).abs().max() <= 1e-6 * top)
+
+
 def _reason(
     name: str, kind: str, shape: tuple[int, ...], layout: Layout | None, calls: int, inside_attention: set[str]
 ) -> str:
@@ -247,6 +259,17 @@ def _reason(
     if calls > 1:
         return f"runs {calls} times per forward pass"
     return ""
+
+
+def activation_bytes(infos: list[LayerInfo]) -> int:
+    """What one image's forward pass holds in module outputs (float32): sizes batches of perturbed forwards."""
+    total = 0
+    for info in infos:
+        count = 1
+        for side in info.shape:
+            count *= side
+        total += 4 * count
+    return total
 
 
 def default_layer(infos: list[LayerInfo]) -> LayerInfo:
@@ -296,10 +319,14 @@ def resolve_layer(
 
 
 def resolve_layers(
-    model: nn.Module, input_size: tuple[int, int], names: Sequence[str] = (), channels: int = 3
+    model: nn.Module,
+    input_size: tuple[int, int],
+    names: Sequence[str] = (),
+    channels: int = 3,
+    probed: list[LayerInfo] | None = None,
 ) -> tuple[LayerInfo, ...]:
     """The named layers (in the order given, each once), or the default layer."""
-    probed = probe_layers(model, input_size, channels)
+    probed = probe_layers(model, input_size, channels) if probed is None else probed
     if not names:
         return (default_layer(probed),)
     return tuple(resolve_layer(model, input_size, name, probed) for name in dict.fromkeys(names))

@@ -1,4 +1,4 @@
-"""Wire the stages: discover → preprocess → engine → localize → write → report, batch by batch.
+"""Wire the stages: preprocess → engine → localize → write, batch by batch, for one session.
 
 Decoding and resizing run in a thread pool ahead of the model, rendering and writing in a
 bounded pool behind it, so the model is rarely idle (Pillow, ISA-L and torch release the GIL).
@@ -8,105 +8,31 @@ order: memory does not grow with the number of images.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
 from functools import partial
 from itertools import islice
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
-from . import maps, methods
-from .errors import CamcliError
+from . import maps
+from . import methods as registry
+from .errors import StopRequested
 from .explainer import BatchExplainer
-from .heads import SOFTMAX, Head
-from .layout import Layout
-from .methods import load
-from .methods.base import Settings
-from .models import LoadedModel
-from .preprocess import DEFAULT_MAX_PIXELS, prepare
+from .preprocess import prepare
 from .records import Explanation, Failure, ImageItem, ImageResult, Prediction, Prepared, Skipped
-from .targets import Targets
 from .writer import TOP_PREDICTIONS
 
+if TYPE_CHECKING:
+    from .session import Session
+
 Outcome = ImageResult | Failure | Skipped
+Done = Callable[[ImageItem, str], dict[str, Any] | None]  # (image, its sha256) → its finished explanation.json
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-@dataclass(frozen=True)
-class EngineOptions:
-    layers: tuple[tuple[str, Layout], ...]
-    targets: Targets
-    device: torch.device
-    batch_size: int = 8
-    methods: tuple[str, ...] = ("gradcam",)
-    precision: str = "fp32"
-    workers: int = 2
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    smooth: str | None = None
-    occlusion_window: int = 32
-    occlusion_stride: int = 16
-    head: Head = SOFTMAX
-
-    @property
-    def channels_last(self) -> bool:
-        """NHWC speeds up convolutions on CPU and CUDA. Not with input-space gradients: guided and
-        deconvnet gates flip on rounding differences, and those maps should match other tools exactly."""
-        input_space = any(load(m).needs.rules for m in self.methods)
-        return self.device.type in ("cpu", "cuda") and not input_space
-
-    def autocast(self) -> AbstractContextManager[Any]:
-        """Mixed precision for forward passes only; every map is computed in float32."""
-        dtype = PRECISIONS[self.precision]
-        return torch.autocast(self.device.type, dtype=dtype) if dtype else nullcontext()
-
-    def explainer(self, model: torch.nn.Module, input_size: tuple[int, int]) -> BatchExplainer:
-        conv = any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
-        settings = Settings(input_size, self.smooth, self.occlusion_window, self.occlusion_stride)
-        return BatchExplainer(
-            model,
-            self.layers,
-            self.methods,
-            settings,
-            self.head,
-            self.batch_size,
-            channels_last=conv and self.channels_last,
-            autocast=self.autocast,
-        )
-
-
-def resolve_device(spec: str) -> torch.device:
-    """``auto`` picks CUDA, then Apple MPS, then the CPU."""
-    if spec == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
-    try:
-        device = torch.device(spec)
-    except RuntimeError as exc:
-        raise CamcliError(f"Unknown device '{spec}'. Use auto, cpu, cuda, cuda:N or mps.") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise CamcliError(f"Device '{spec}' was requested but CUDA is not available here. Use --device cpu.")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise CamcliError(
-            f"Device '{spec}' does not exist: {torch.cuda.device_count()} CUDA device(s). "
-            f"Use cuda:0 to cuda:{torch.cuda.device_count() - 1}."
-        )
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise CamcliError("Device 'mps' was requested but Apple MPS is not available here. Use --device cpu.")
-    if device.type not in ("cpu", "cuda", "mps"):
-        raise CamcliError(f"Unsupported device '{spec}'. Use auto, cpu, cuda, cuda:N or mps.")
-    return device
 
 
 def batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -115,11 +41,14 @@ def batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
         yield chunk
 
 
-def default_workers() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
+def redo_whole(finished: Sequence[bool]) -> bool:
+    """The resume rule, for every runner: a batch is skipped only when all its images are finished;
+    otherwise all of it is explained again, because the same batch as in an uninterrupted run gives
+    bit-identical results (a batch's composition can change a convolution's rounding)."""
+    return not all(finished)
 
 
-def _ahead(pool: Executor, fn: Callable[[T], R], items: Iterable[T], window: int) -> Iterator[R]:
+def ahead(pool: Executor, fn: Callable[[T], R], items: Iterable[T], window: int) -> Iterator[R]:
     """``map(fn, items)`` run in ``pool`` at most ``window`` items ahead, results in order."""
     it = iter(items)
     running: deque[Future[R]] = deque(pool.submit(fn, item) for item in islice(it, window))
@@ -131,62 +60,61 @@ def _ahead(pool: Executor, fn: Callable[[T], R], items: Iterable[T], window: int
 
 
 def explain(
-    loaded: LoadedModel,
+    session: Session,
     items: Sequence[ImageItem],
-    options: EngineOptions,
     decoders: Executor | None = None,
-    done: Callable[[ImageItem, str], dict[str, Any] | None] | None = None,
+    done: Done | None = None,
     stop: threading.Event | None = None,
 ) -> Iterator[Outcome]:
-    """Yield one outcome per item, in input order. ``loaded.model`` must already be on the device.
+    """Yield one outcome per item, in input order. The session's model is already on its device.
 
     With ``decoders``, images are decoded and resized there, up to two batches ahead. ``done``
-    recognizes images finished by an earlier run (see ``prepare``): a batch made only of those is
-    skipped; a batch only partly finished is redone whole, because the same batch as in an
-    uninterrupted run gives bit-identical results. When ``stop`` is set, no further batch starts.
-    This is a generator: the model carries camcli's hooks (and eval mode) until it is exhausted
-    or closed.
+    recognizes images finished by an earlier run (see ``prepare``); batches follow ``redo_whole``.
+    When ``stop`` is set, no further batch starts. This is a generator: the model carries camcli's
+    hooks (and eval mode) until it is exhausted or closed.
     """
-    prepare_one = partial(prepare, data=loaded.data, done=done, max_pixels=options.max_pixels)
+    job, data = session.job, session.loaded.data
+    prepare_one = partial(prepare, data=data, done=done, max_pixels=job.max_pixels)
     stream: Iterable[Prepared | Failure | Skipped] = (
-        _ahead(decoders, prepare_one, items, 2 * options.batch_size) if decoders else map(prepare_one, items)
+        ahead(decoders, prepare_one, items, 2 * job.batch_size) if decoders else map(prepare_one, items)
     )
-    with options.explainer(loaded.model, loaded.data.input_size) as explainer:
-        for chunk in batches(stream, options.batch_size):
+    with session.explainer(stop) as explainer:
+        for chunk in batches(stream, job.batch_size):
             if stop is not None and stop.is_set():
                 return
-            if any(isinstance(p, Prepared) for p in chunk):  # the model runs: on the same batch as before
+            if redo_whole([isinstance(p, (Skipped, Failure)) for p in chunk]):
                 chunk = [
-                    prepare(p.item, loaded.data, max_pixels=options.max_pixels) if isinstance(p, Skipped) else p
-                    for p in chunk
+                    prepare(p.item, data, max_pixels=job.max_pixels) if isinstance(p, Skipped) else p for p in chunk
                 ]
             good = [p for p in chunk if isinstance(p, Prepared)]
-            results = iter(_explain_batch(explainer, loaded, good, options) if good else [])
+            try:
+                results = iter(explain_batch(explainer, session, good) if good else [])
+            except StopRequested:  # asked to stop mid-batch: the batch is dropped, nothing of it written
+                return
             for p in chunk:
                 yield next(results) if isinstance(p, Prepared) else p
 
 
 def run(
-    loaded: LoadedModel,
+    session: Session,
     items: Sequence[ImageItem],
-    options: EngineOptions,
     write: Callable[[Outcome], R],
-    done: Callable[[ImageItem, str], dict[str, Any] | None] | None = None,
+    done: Done | None = None,
     stop: threading.Event | None = None,
 ) -> Iterator[tuple[Outcome, R]]:
     """Explain and ``write`` every item; yields (outcome, what ``write`` returned) in input order.
 
-    Writing runs in a pool of ``options.workers`` threads with at most two batches in flight;
+    Writing runs in a pool of ``session.workers`` threads with at most two batches in flight;
     after ``stop`` is set, what was started is still written.
     """
-    limit = 2 * options.batch_size
+    limit = 2 * session.job.batch_size
     with (
-        ThreadPoolExecutor(options.workers, thread_name_prefix="camcli-decode") as decoders,
-        ThreadPoolExecutor(options.workers, thread_name_prefix="camcli-write") as writers,
+        ThreadPoolExecutor(session.workers, thread_name_prefix="camcli-decode") as decoders,
+        ThreadPoolExecutor(session.workers, thread_name_prefix="camcli-write") as writers,
     ):
         try:
             pending: deque[tuple[Outcome, Future[R]]] = deque()
-            for outcome in explain(loaded, items, options, decoders, done, stop):
+            for outcome in explain(session, items, decoders, done, stop):
                 pending.append((outcome, writers.submit(write, outcome)))
                 while pending and (len(pending) > limit or pending[0][1].done()):
                     outcome, finished = pending.popleft()
@@ -200,40 +128,53 @@ def run(
             raise
 
 
-def _explain_batch(
-    explainer: BatchExplainer, loaded: LoadedModel, batch: list[Prepared], options: EngineOptions
-) -> list[ImageResult]:
+def explain_batch(explainer: BatchExplainer, session: Session, batch: list[Prepared]) -> list[ImageResult | Failure]:
+    """One batch of prepared images through the engine, localized: the results the writer takes. An image
+    whose class scores or maps are not finite (NaN or infinite weights, an overflow) fails with that
+    reason: a meaningless result is never written as one."""
+    device, targets, labels = session.device, session.targets, session.loaded.labels
     x = torch.stack([p.tensor for p in batch])
-    if options.device.type == "cuda":
+    if device.type == "cuda":
         x = x.pin_memory()
-    x = x.to(options.device, non_blocking=True)
+    x = x.to(device, non_blocking=True)
     keys = [p.item.rel.as_posix() for p in batch]
-    out = explainer(x, partial(options.targets.choose, keys=keys))
-    top = out.probabilities.topk(min(TOP_PREDICTIONS, out.probabilities.shape[1]), dim=1).indices
+    out = explainer(x, partial(targets.choose, keys=keys))
+    # Ranked by score, never by probability: a saturated softmax ties (underflows) far from the top.
+    top = out.scores.topk(min(TOP_PREDICTIONS, out.scores.shape[1]), dim=1).indices
     # One transfer per batch for what localization reads on the CPU.
-    _, valid, rank = options.targets.select(out.scores, keys)
+    _, valid, rank = targets.select(out.scores, keys)
     scores_c, probs_c, top_c, classes_c, valid_c, rank_c = (
         t.cpu() for t in (out.scores, out.probabilities, top, out.classes, valid, rank)
     )
     located = {m: maps.locator.cpu().numpy() for m, maps in out.maps.items()}
-    results = []
+    finite = torch.isfinite(out.scores).all(dim=1)
+    for found in out.maps.values():
+        finite &= torch.isfinite(found.raw.flatten(1)).all(dim=1)
+    finite_c = finite.cpu().tolist()
+    results: list[ImageResult | Failure] = []
     for b, p in enumerate(batch):
+        if not finite_c[b]:
+            results.append(
+                Failure(p.item, "NumericalError", _not_finite(p, bool(torch.isfinite(scores_c[b]).all())), p.source)
+            )
+            continue
         predictions = tuple(
-            Prediction(int(c), loaded.labels[c], float(scores_c[b, c]), float(probs_c[b, c])) for c in top_c[b].tolist()
+            Prediction(int(c), labels[c], float(scores_c[b, c]), float(probs_c[b, c])) for c in top_c[b].tolist()
         )
         explanations, done = [], set()
         for j, c in enumerate(classes_c[b].tolist()):
             if c in done or not valid_c[b, j]:
                 continue
             done.add(c)
-            for method, found in out.maps.items():
-                where = located[method][b, j]
-                heat = methods.kind(method) == "cam"
+            for key, found in out.maps.items():
+                where = located[key][b, j]
+                heat = registry.is_heat(found.method)
                 explanations.append(
                     Explanation(
-                        method=method,
+                        method=found.method,
+                        variant=found.variant,
                         class_index=c,
-                        label=loaded.labels[c],
+                        label=labels[c],
                         rank=int(rank_c[b, j]) or None,
                         logit=float(scores_c[b, c]),
                         probability=float(probs_c[b, c]),
@@ -241,8 +182,16 @@ def _explain_batch(
                         input_map=found.display[b, j],
                         bbox=maps.box(where, p.geometry) if heat else None,
                         peak=maps.peak(where, p.geometry),
-                        params=out.params[method],
+                        params=found.params,
                     )
                 )
         results.append(ImageResult(p, predictions, tuple(explanations)))
     return results
+
+
+def _not_finite(p: Prepared, scores_finite: bool) -> str:
+    what = "maps" if scores_finite else "class scores"
+    return (
+        f"The model gave non-finite {what} (NaN or infinity) for {p.source.path}: its weights or this input "
+        "overflow, so no explanation would mean anything. Check the weights (--weights) and --precision."
+    )

@@ -6,7 +6,6 @@ a pure function of the raw map (``*_raw.npy``) and the geometry in ``explanation
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,18 +24,19 @@ def full_map(json_path: str | Path, entry: int | dict[str, Any] = 0) -> np.ndarr
     import torch
 
     from .maps import input_map, to_original
+    from .outputs import load_map, read_explanation
     from .records import Geometry
 
     path = Path(json_path)
-    doc = json.loads(path.read_text(encoding="utf-8"))
+    doc = read_explanation(path)
     exp = doc["explanations"][entry] if isinstance(entry, int) else entry
-    raw_name = exp.get("files", {}).get("raw_map")
-    if raw_name is None:
+    raw_name = (exp.get("files") or {}).get("raw_map")
+    if not isinstance(raw_name, str):
         raise ValueError(
             f"Explanation {exp.get('method')}/{exp.get('class_index')} in {path} has no raw map: "
             "it was written without --save raw_map, so its map cannot be rebuilt."
         )
-    raw = torch.from_numpy(np.load(path.parent / raw_name))
+    raw = torch.from_numpy(load_map(path.parent / raw_name, (2, 3)))
     if raw.dim() != 2:
         raise ValueError(
             f"{exp.get('method')} is a pixel-space method: its raw map is already at input resolution "

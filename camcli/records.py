@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+MAX_INPUT_SIDE = 4096  # model inputs: a larger one is a typo, not a model (one image is 200 MB at 4096²)
+MAX_PIXELS = 1_000_000_000  # a recorded image beyond it is not one camcli explained (its full map: 4 GB)
+
 if TYPE_CHECKING:  # only for annotations: discovering files must not import torch
     import torch
     from PIL import Image
@@ -47,16 +50,26 @@ class Geometry:
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Geometry:
-        """The geometry an ``explanation.json`` records (its source, model and preprocess sections)."""
+        """The geometry an ``explanation.json`` records (its source, model and preprocess sections),
+        checked: it sizes what readers allocate, and the file may be hostile. Raises ValueError."""
+        import math
+
         source, pre = doc["source"], doc["preprocess"]
         (rw, rh), (x0, y0, x1, y1), (ih, iw) = pre["resized_size"], pre["crop_box"], doc["model"]["input_size"]
-        return cls(
+        geometry = cls(
             int(source["width"]),
             int(source["height"]),
             (int(rw), int(rh)),
             (float(x0), float(y0), float(x1), float(y1)),
             (int(ih), int(iw)),
         )
+        if not all(8 <= v <= MAX_INPUT_SIDE for v in geometry.input_size):
+            raise ValueError(f"model.input_size {list(geometry.input_size)} is outside 8 to {MAX_INPUT_SIDE} pixels")
+        if not (geometry.width >= 1 and geometry.height >= 1 and geometry.width * geometry.height <= MAX_PIXELS):
+            raise ValueError(f"source size {geometry.width}×{geometry.height} is not an image camcli explained")
+        if not (all(math.isfinite(v) for v in geometry.crop_box) and x1 > x0 and y1 > y0):
+            raise ValueError(f"preprocess.crop_box {list(geometry.crop_box)} is not a box")
+        return geometry
 
     def input_to_original(self, x: float, y: float) -> tuple[float, float]:
         """Map a point in model-input pixel coordinates to original-image coordinates."""
@@ -107,6 +120,7 @@ class Explanation:
     """One (method, class) map for one image. Tensors may live on the model's device."""
 
     method: str
+    variant: str | None  # one of the method's variants (a layer of --layers-as separate, a window), or None
     class_index: int
     label: str
     rank: int | None  # position in the top-k, None for a user-chosen class

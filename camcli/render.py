@@ -7,6 +7,8 @@ import functools
 import numpy as np
 from PIL import Image, ImageDraw
 
+from .choices import COLORMAPS
+
 
 def _jet(t: np.ndarray) -> np.ndarray:
     return np.stack([np.clip(1.5 - np.abs(4 * t - k), 0, 1) for k in (3, 2, 1)], axis=-1)
@@ -20,8 +22,7 @@ def _gray(t: np.ndarray) -> np.ndarray:
     return np.repeat(t[..., None], 3, axis=-1)
 
 
-_COLORMAPS = {"jet": _jet, "hot": _hot, "gray": _gray}
-COLORMAPS = tuple(_COLORMAPS)
+_COLORMAPS = dict(zip(COLORMAPS, (_jet, _hot, _gray), strict=True))
 DIM = 0.35  # brightness kept where the model never looked
 BOX_COLOR = (0, 255, 0)
 

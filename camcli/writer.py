@@ -4,8 +4,7 @@
 from __future__ import annotations
 
 import errno
-import hashlib
-import json
+import functools
 import os
 import re
 from collections.abc import Callable
@@ -17,19 +16,14 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from . import maps, render
+from . import methods as registry
+from .choices import DEFAULT_SAVE
 from .discover import printable
-from .encoding import FORMATS, encode_picture
-from .job import DEFAULT_SAVE
-from .methods import METHODS
+from .encoding import encode_picture
+from .outputs import EXPLANATION, SCHEMA_VERSION, file_name, json_text, output_file_pattern, read_explanation
 from .records import Failure, ImageItem, ImageResult, Skipped, SourceInfo
 
-SCHEMA_VERSION = 1
-JSON_NAME = "explanation.json"
 TOP_PREDICTIONS = 5
-# The names camcli gives an image's files: {method}_{class}_{kind}.{ext}. Only these are ever removed.
-OUTPUT_FILE = re.compile(
-    rf"^(?:{'|'.join(map(re.escape, METHODS))})_\d+_(?:overlay|map|raw|image)\.(?:npy|{'|'.join(FORMATS)})$"
-)
 
 
 @dataclass(frozen=True)
@@ -45,11 +39,6 @@ class RunContext:
     fingerprint: str = ""  # of every setting that shapes the outputs; --resume compares it
 
 
-def fingerprint(settings: dict[str, Any]) -> str:
-    """A stable digest of the settings that determine an image's outputs."""
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()[:32]
-
-
 def finished_doc(out_root: Path, item: ImageItem, sha256: str, ctx: RunContext) -> dict[str, Any] | None:
     """The item's explanation.json if an earlier run finished it from these bytes with these settings.
 
@@ -59,7 +48,7 @@ def finished_doc(out_root: Path, item: ImageItem, sha256: str, ctx: RunContext) 
     """
     folder = out_root / item.rel
     try:
-        doc = json.loads((folder / JSON_NAME).read_text(encoding="utf-8"))
+        doc = read_explanation(folder / EXPLANATION)
         source, error = doc.get("source") or {}, doc.get("error") or {}
         if (
             doc.get("fingerprint") != ctx.fingerprint
@@ -71,16 +60,11 @@ def finished_doc(out_root: Path, item: ImageItem, sha256: str, ctx: RunContext) 
         if doc["status"] == "error" and error.get("type") == "WriteError":
             return None
         files = [name for exp in doc["explanations"] for name in exp["files"].values()]
-        if not all(isinstance(name, str) and (folder / name).is_file() for name in files):
+        if not all(isinstance(name, str) and "/" not in name and (folder / name).is_file() for name in files):
             return None
         return doc if all(key in doc for key in ("predictions", "error", "model")) else None
     except Exception:  # unreadable, not JSON, wrong shape: redo the image
         return None
-
-
-def json_text(doc: Any, indent: int | None = None) -> str:
-    """JSON as UTF-8-safe text: undecodable bytes of file names (lone surrogates) become \\udcNN."""
-    return json.dumps(doc, indent=indent, ensure_ascii=False).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def atomic_write(path: Path, data: bytes | Callable[[BinaryIO], object]) -> None:
@@ -127,7 +111,7 @@ def write(out_root: Path, result: ImageResult | Failure | Skipped, ctx: RunConte
     folder = output_dir(out_root, result)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / JSON_NAME).unlink(missing_ok=True)  # until rewritten, the folder reads as incomplete
+        (folder / EXPLANATION).unlink(missing_ok=True)  # until rewritten, the folder reads as incomplete
         for stale in folder.glob(".*.tmp*"):  # left by a run that was killed while writing here
             stale.unlink(missing_ok=True)
         doc = _failure_doc(result, ctx) if isinstance(result, Failure) else _write_result(folder, result, ctx)
@@ -139,7 +123,7 @@ def write(out_root: Path, result: ImageResult | Failure | Skipped, ctx: RunConte
         doc = _write_error_doc(result, ctx, exc)
     try:
         _remove_stale(folder, doc)  # also after a failure: the folder holds what its JSON lists
-        atomic_write(folder / JSON_NAME, (json_text(doc, indent=2) + "\n").encode("utf-8"))
+        atomic_write(folder / EXPLANATION, (json_text(doc, indent=2) + "\n").encode("utf-8"))
     except OSError as exc:
         if exc.errno in FATAL_ERRNOS:
             raise
@@ -147,12 +131,18 @@ def write(out_root: Path, result: ImageResult | Failure | Skipped, ctx: RunConte
     return doc
 
 
+@functools.cache
+def _output_files() -> re.Pattern[str]:
+    return output_file_pattern(registry.names())
+
+
 def _remove_stale(folder: Path, doc: dict[str, Any]) -> None:
     """Remove files an earlier run wrote here under camcli's naming scheme that ``doc`` does not list,
     so the folder holds exactly what its explanation.json names (others' files are left alone)."""
     listed = {name for exp in doc["explanations"] for name in exp["files"].values()}
+    pattern = _output_files()
     for path in folder.iterdir():
-        if path.name not in listed and OUTPUT_FILE.match(path.name) and path.is_file():
+        if path.name not in listed and pattern.match(path.name) and path.is_file():
             path.unlink(missing_ok=True)
 
 
@@ -209,6 +199,7 @@ def result_doc(result: ImageResult, ctx: RunContext) -> dict[str, Any]:
     doc["explanations"] = [
         {
             "method": exp.method,
+            **({"variant": exp.variant} if exp.variant is not None else {}),
             "class_index": exp.class_index,
             "label": exp.label,
             "rank": exp.rank,
@@ -232,25 +223,24 @@ def _write_result(folder: Path, result: ImageResult, ctx: RunContext) -> dict[st
     backdrop = render.dimmed(prepared.image) if "overlay" in ctx.save else None
     ext = ctx.overlay_format
     for exp, entry in zip(result.explanations, doc["explanations"], strict=True):
-        stem = f"{exp.method}_{exp.class_index}"
         files: dict[str, str] = entry["files"]
         if exp.input_map.dim() == 2 and {"overlay", "map"} & ctx.save:
             # One map at a time: at full resolution a 100-megapixel image's map alone is 400 MB.
             heat = maps.to_original(exp.input_map[None], geometry)[0].cpu().numpy()
             if backdrop is not None:  # overlays are saved
-                files["overlay"] = f"{stem}_overlay.{ext}"
+                files["overlay"] = file_name(exp.method, exp.class_index, "overlay", ext, exp.variant)
                 picture = render.overlay(prepared.image, backdrop, heat, seen, ctx.alpha, ctx.colormap, exp.bbox)
                 atomic_write(folder / files["overlay"], encode_picture(picture, ext))
             if "map" in ctx.save:
-                files["map"] = f"{stem}_map.npy"
+                files["map"] = file_name(exp.method, exp.class_index, "map", "npy", exp.variant)
                 atomic_write(folder / files["map"], _npy(heat))
         elif "overlay" in ctx.save:
-            files["image"] = f"{stem}_image.{ext}"
+            files["image"] = file_name(exp.method, exp.class_index, "image", ext, exp.variant)
             # Grey (0.5) means zero gradient, and is also what lies outside the model's view.
             rgb = maps.to_original(exp.input_map - 0.5, geometry) + 0.5
             picture = render.rgb_image(rgb.permute(1, 2, 0).cpu().numpy())
             atomic_write(folder / files["image"], encode_picture(picture, ext))
         if "raw_map" in ctx.save:
-            files["raw_map"] = f"{stem}_raw.npy"
+            files["raw_map"] = file_name(exp.method, exp.class_index, "raw", "npy", exp.variant)
             atomic_write(folder / files["raw_map"], _npy(exp.raw_map.cpu().numpy()))
     return doc

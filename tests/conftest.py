@@ -63,6 +63,51 @@ def empty_caches(monkeypatch, tmp_path):
     monkeypatch.setattr(socket.socket, "connect", no_network)
 
 
+class TinyNet(torch.nn.Module):
+    """A small random classifier (4 classes, 32×32 inputs) for fast unit tests of sessions and pipelines.
+    ``unused`` computes a feature map the class scores never see (no gradient reaches it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        with torch.random.fork_rng(devices=[]):  # the same weights every time; the tests' random numbers untouched
+            torch.manual_seed(0)
+            self.features = torch.nn.Sequential(
+                torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3, stride=2, padding=1)
+            )
+            self.unused = torch.nn.Conv2d(3, 4, 3, padding=1)
+            self.head = torch.nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.unused(x)
+        return self.head(torch.relu(self.features(x)).mean(dim=(2, 3)))
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """``TinyNet`` as a loaded model (what ``session.resolve`` takes as ``loaded``): eval mode, on the CPU,
+    labels class_0..class_3, 32×32 inputs cut from a 36-pixel resize."""
+    from camcli.heads import Head
+    from camcli.models import DataConfig, LoadedModel, ModelRef
+
+    data = DataConfig((32, 32), 36, "bilinear", (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    labels = tuple(f"class_{i}" for i in range(4))
+    return LoadedModel(ModelRef("module", "TinyNet"), TinyNet().eval(), "random", labels, data, Head(), "random")
+
+
+@pytest.fixture(scope="session")
+def run_cli():
+    """The command line in this process: ``run_cli("explain", IMAGES, "-o", OUT)`` returns click's Result
+    (``exit_code``, ``output`` with stderr, ``stdout``, ``stderr``)."""
+    from click.testing import CliRunner
+
+    from camcli.cli import cli
+
+    def run(*args: object, input: str | bytes | None = None, catch_exceptions: bool = True):
+        return CliRunner().invoke(cli, [str(a) for a in args], input=input, catch_exceptions=catch_exceptions)
+
+    return run
+
+
 @pytest.fixture
 def sample_copy(tmp_path: Path) -> Path:
     """A private copy of a few sample images, safe to add bad files to."""
@@ -92,13 +137,17 @@ def explain_tensors(
     k: int = 2,
     channels_last: bool = False,
     batch_size: int = 8,
-    **settings,
+    smooth=None,
+    score: str = "logit",
+    layers_as: str = "average",
+    **options,
 ):
     """camcli's engine on tensors: ``layers`` names (None: the default layer), ``classes`` B×K, a chooser
-    (class scores → B×K) or None for the top ``k``. Returns the ``Explained`` batch."""
+    (class scores → B×K) or None for the top ``k``; methods' options as the API's keywords
+    (``occlusion_window=16``). Returns the ``Explained`` batch."""
+    from camcli import methods as registry
     from camcli.explainer import BatchExplainer
     from camcli.layers import resolve_layers
-    from camcli.methods.base import Settings
 
     size = tuple(x.shape[-2:])
     names = () if layers is None else ((layers,) if isinstance(layers, str) else tuple(layers))
@@ -109,12 +158,19 @@ def explain_tensors(
         choose = lambda scores: classes  # noqa: E731
     else:
         choose = lambda scores: scores.topk(k, dim=1).indices  # noqa: E731
+    given = registry.split_options(options)
+    assert not options, f"unknown options {options}"
+    chosen = tuple(methods)
+    params = registry.resolve_params(chosen, {m: v for m, v in given.items() if m in chosen})
     with BatchExplainer(
         model,
         [(i.name, i.layout) for i in infos],
-        list(methods),
-        Settings(size, **settings),
+        params,
+        size,
+        registry.parse_smoothing(smooth),
         batch_size=batch_size,
         channels_last=channels_last,
+        score=score,
+        separate_layers=layers_as == "separate",
     ) as explainer:
         return explainer(x, choose)

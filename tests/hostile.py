@@ -77,3 +77,178 @@ def make(folder: Path) -> dict[str, str]:
 if __name__ == "__main__":
     for name, status in sorted(make(Path(sys.argv[1])).items()):
         print(f"{status:5}  {name}")
+
+
+# --- round 3: hostile files on the surfaces that read camcli's own outputs, annotations and models ---------
+
+
+def plant_in_run(out: Path) -> dict[str, str]:
+    """Replace files of a finished `camcli explain --save raw_map` run folder with what a hostile (or
+    damaged) folder holds; returns {image folder: what was done}. Each image is one case."""
+    import json
+
+    folders = sorted(p.parent for p in out.glob("*/explanation.json"))
+    cases = [
+        "fifo_raw",
+        "fifo_json",
+        "missing_raw",
+        "pickled_raw",
+        "cube_raw",
+        "int_raw",
+        "complex_raw",
+        "no_method",
+        "huge_input_size",
+        "truncated_json",
+        "nested_json",
+    ]
+    done = {}
+    for folder, case in zip(folders, cases, strict=False):
+        doc_path = folder / "explanation.json"
+        doc = json.loads(doc_path.read_text())
+        raw = folder / doc["explanations"][0]["files"]["raw_map"]
+        if case == "fifo_raw":
+            raw.unlink()
+            os.mkfifo(raw)
+        elif case == "fifo_json":
+            doc_path.unlink()
+            os.mkfifo(doc_path)
+        elif case == "missing_raw":
+            raw.unlink()
+        elif case == "pickled_raw":
+            np.save(raw, np.array([{"not": "a map"}], dtype=object), allow_pickle=True)
+        elif case == "cube_raw":
+            np.save(raw, np.ones((3, 7, 7), np.float32))
+        elif case == "int_raw":
+            np.save(raw, np.arange(49, dtype=np.int64).reshape(7, 7))
+        elif case == "complex_raw":
+            np.save(raw, np.ones((7, 7), np.complex64))
+        elif case == "no_method":
+            del doc["explanations"][0]["method"]
+            doc_path.write_text(json.dumps(doc))
+        elif case == "huge_input_size":
+            doc["model"]["input_size"] = [100000, 100000]
+            doc_path.write_text(json.dumps(doc))
+        elif case == "truncated_json":
+            doc_path.write_text(doc_path.read_text()[:200])
+        elif case == "nested_json":
+            doc_path.write_text("[" * 100000 + "]" * 100000)
+        done[folder.name] = case
+    return done
+
+
+def annotation_files(folder: Path, images: Path) -> dict[str, Path]:
+    """Annotation files that are wrong in the ways users get them wrong, for the images in ``images``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    names = sorted(p.name for p in images.iterdir() if p.suffix in (".png", ".jpg"))
+    header = "path,class,x0,y0,x1,y1\n"
+    files = {
+        "misspelled.csv": header
+        + f"{images / names[0]},tabby,0,0,10,10\n{images / 'chelsae.png'},tabby,0,0,10,10\n"
+        + f"{images / 'cofee.png'},espresso,0,0,10,10\n",
+        "header_only.csv": header,
+        "escaping.csv": header + "/etc/passwd,tabby,0,0,10,10\n../../x.png,tabby,0,0,10,10\n",
+    }
+    paths = {}
+    for name, text in files.items():
+        (folder / name).write_text(text)
+        paths[name] = folder / name
+    coco = {
+        "images": [{"id": 1, "file_name": names[0]}],
+        "categories": [{"id": 7, "name": "tabby"}, {"id": 7, "name": "espresso"}],
+        "annotations": [{"image_id": 1, "category_id": 7, "bbox": [0, 0, 10, 10]}],
+    }
+    import json
+
+    (folder / "duplicate_ids.json").write_text(json.dumps(coco))
+    paths["duplicate_ids.json"] = folder / "duplicate_ids.json"
+    (folder / "nested.json").write_text("[" * 100000 + "]" * 100000)
+    paths["nested.json"] = folder / "nested.json"
+    voc = folder / "voc"
+    voc.mkdir(exist_ok=True)
+    (voc / "a.xml").write_text(
+        f"<annotation><filename>{names[0]}</filename><size><width>²</width><height>10</height></size>"
+        "<object><name>tabby</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax><ymax>5</ymax></bndbox>"
+        "</object></annotation>"
+    )
+    paths["voc_superscript"] = voc
+    masks = folder / "masks" / "tabby"
+    masks.mkdir(parents=True, exist_ok=True)
+    Image.new("1", (20_000, 20_000)).save(masks / names[0])  # a few KB declaring 400 Mpx
+    paths["huge_mask"] = folder / "masks"
+    return paths
+
+
+def model_folders(root: Path) -> dict[str, Path]:
+    """Model folders (timm's save_for_hf layout, with a tiny real model) whose config.json is hostile."""
+    import json
+
+    import timm
+
+    good = root / "good"
+    if not good.exists():
+        model = timm.create_model("test_resnet", num_classes=3)
+        timm.models.save_for_hf(model, good, model_config={"label_names": ["a", "b", "c"]})
+    config = json.loads((good / "config.json").read_text())
+    variants = {
+        "malformed": "{not json",
+        "list": json.dumps([1, 2, 3]),
+        "no_architecture": json.dumps({k: v for k, v in config.items() if k != "architecture"}),
+        "os_system": json.dumps({**config, "architecture": "os.system"}),
+        "path_architecture": json.dumps({**config, "architecture": "../../etc/passwd"}),
+        "zero_classes": json.dumps({**config, "num_classes": 0}),
+        "negative_classes": json.dumps({**config, "num_classes": -3}),
+        "wrong_labels": json.dumps({**config, "label_names": ["a", "b"]}),
+        "huge_input": json.dumps(
+            {**config, "pretrained_cfg": {**config.get("pretrained_cfg", {}), "input_size": [3, 100000, 100000]}}
+        ),
+    }
+    found = {"good": good}
+    for name, text in variants.items():
+        folder = root / name
+        if not folder.exists():
+            import shutil
+
+            shutil.copytree(good, folder)
+        (folder / "config.json").write_text(text)
+        found[name] = folder
+    return found
+
+
+FACTORIES = """
+import torch
+from torch import nn
+
+
+def small(outputs=2):
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, outputs)
+    )
+
+
+def chatty():
+    print("hello from the factory")
+    return small()
+
+
+def quitter():
+    raise SystemExit(7)
+
+
+def no_outputs():
+    return small(outputs=0)
+
+
+def nan_weights():
+    model = small()
+    with torch.no_grad():
+        model[-1].weight.fill_(float("nan"))
+    return model
+"""
+
+
+def factories(folder: Path) -> Path:
+    """A factory file whose functions misbehave as users' code does."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "factories.py"
+    path.write_text(FACTORIES)
+    return path

@@ -10,12 +10,10 @@ import numpy as np
 import pytest
 import timm
 import torch
-from click.testing import CliRunner
 from conftest import hook_counts
 from PIL import Image
 
 from camcli.api import Explainer
-from camcli.cli import cli
 from camcli.errors import CamcliError
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -32,23 +30,20 @@ def test_readme_example_runs(monkeypatch, capsys):
     assert "malignant (7, 7)" in printed
 
 
-def test_api_equals_the_cli(samples, tmp_path):
+def test_api_equals_the_cli(samples, tmp_path, run_cli):
     methods = ["gradcam", "occlusion", "saliency"]
-    result = CliRunner().invoke(
-        cli,
-        [
-            "explain",
-            str(samples / "coffee.png"),
-            "-o",
-            str(tmp_path),
-            "-q",
-            "--top-k",
-            "2",
-            "--method",
-            ",".join(methods),
-            "--save",
-            "raw_map",
-        ],
+    result = run_cli(
+        "explain",
+        samples / "coffee.png",
+        "-o",
+        tmp_path,
+        "-q",
+        "--top-k",
+        "2",
+        "--method",
+        ",".join(methods),
+        "--save",
+        "raw_map",
     )
     assert result.exit_code == 0, result.output
     doc = json.loads((tmp_path / "coffee.png" / "explanation.json").read_text())

@@ -1,4 +1,5 @@
-"""The engine leaves the caller's model as it was, batches correctly, and serves every method from one pass."""
+"""The capture engine leaves the caller's model as it was (every method, errors, channels-last) and takes layer
+values as the layer produced them."""
 
 from __future__ import annotations
 
@@ -7,15 +8,17 @@ import torch
 from conftest import explain_tensors, hook_counts
 from torch import nn
 
-from camcli.engine import Capture, Needs
+from camcli.engine.capture import Capture
+from camcli.engine.needs import Needs
 from camcli.errors import LayerError
-from camcli.layers import probe_layers, resolve_layer
 from camcli.layout import Layout
-from camcli.maps import input_map
-from camcli.methods import METHODS
+from camcli.methods import names as method_names
 from camcli.models import load_model
 
-ALL = METHODS
+# legrad reads attention blocks (tests/test_legrad.py leaves a ViT as it was); refinecam needs several layers
+# and runs below on two; SS-CAM and IS-CAM with one noise sample (their defaults' 35 and 10 cost minutes).
+ALL = [name for name in method_names() if name not in ("legrad", "refinecam")]
+FEW_SAMPLES = {"sscam_num_samples": 1, "iscam_num_samples": 1}
 
 
 def _state(model: nn.Module):
@@ -49,7 +52,8 @@ def test_model_left_as_it_was_after_every_method_and_on_error(resnet):
     resnet.train()  # the caller's mode must come back, not eval
     before = _state(resnet)
     x = torch.randn(2, 3, 64, 64)
-    explain_tensors(resnet, "layer4", x, ALL, k=2, occlusion_window=32, occlusion_stride=32)
+    explain_tensors(resnet, "layer4", x, ALL, k=2, occlusion_window=32, occlusion_stride=32, **FEW_SAMPLES)
+    explain_tensors(resnet, ["layer3", "layer4"], x, ["refinecam"], k=2)
     _assert_same(before, _state(resnet))
 
     def explode(scores):
@@ -57,7 +61,7 @@ def test_model_left_as_it_was_after_every_method_and_on_error(resnet):
 
     for channels_last in (False, True):
         with pytest.raises(RuntimeError, match="boom"):
-            explain_tensors(resnet, "layer4", x, ALL, classes=explode, channels_last=channels_last)
+            explain_tensors(resnet, "layer4", x, ALL, classes=explode, channels_last=channels_last, **FEW_SAMPLES)
         _assert_same(before, _state(resnet))
     resnet.eval()
 
@@ -88,29 +92,6 @@ def test_model_left_as_it_was_when_a_perturbation_forward_fails(resnet, method):
     _assert_same(before, _state(model))
 
 
-@pytest.mark.parametrize("method", ALL)
-def test_k_classes_together_equal_one_at_a_time_and_batch_equals_single(resnet, method):
-    x = torch.randn(2, 3, 64, 64)
-    classes = torch.tensor([[1, 2, 3], [4, 5, 6]])
-    opts = {"occlusion_window": 32, "occlusion_stride": 16}
-    together = explain_tensors(resnet, "layer4", x, [method], classes=classes, **opts).maps[method].raw
-    for j in range(3):
-        alone = explain_tensors(resnet, "layer4", x, [method], classes=classes[:, j : j + 1], **opts).maps[method].raw
-        scale = float(alone.abs().max()) + 1e-12
-        assert torch.allclose(together[:, j : j + 1], alone, atol=1e-4 * scale, rtol=1e-4), method
-    single = explain_tensors(resnet, "layer4", x[1:], [method], classes=classes[1:], **opts).maps[method].raw
-    assert torch.allclose(together[1:], single, atol=1e-4 * (float(single.abs().max()) + 1e-12), rtol=1e-4), method
-
-
-def test_methods_asked_together_share_one_pass(resnet):
-    x = torch.randn(2, 3, 64, 64)
-    classes = torch.tensor([[1, 2], [3, 4]])
-    both = explain_tensors(resnet, "layer4", x, ["gradcam", "guided-gradcam", "saliency", "deconvnet"], classes=classes)
-    for method in ("gradcam", "guided-gradcam", "saliency", "deconvnet"):
-        alone = explain_tensors(resnet, "layer4", x, [method], classes=classes).maps[method].raw
-        assert torch.allclose(both.maps[method].raw, alone, atol=1e-5 * float(alone.abs().max()))
-
-
 def test_inplace_op_after_target_layer_is_harmless():
     """torchvision DenseNet runs F.relu(features, inplace=True) right after the target layer."""
     torch.manual_seed(0)
@@ -139,38 +120,6 @@ def test_layer_called_twice_is_rejected():
     assert hook_counts(model) == [0] * len(list(model.modules()))
 
 
-def test_several_layers_give_one_map_per_class(resnet):
-    x = torch.randn(2, 3, 64, 64)
-    out = explain_tensors(resnet, ["layer3", "layer4"], x, ["gradcam"], k=2)
-    assert out.maps["gradcam"].raw.shape == (2, 2, 64, 64)  # averaged at input resolution
-    assert out.params["gradcam"]["layers"] == ["layer3", "layer4"]
-
-
-def test_default_layer_is_last_spatial_output():
-    torch.manual_seed(0)
-    model = load_model("tv:resnet18", random_weights=True).model
-    assert resolve_layer(model, (224, 224)).name == "layer4"
-    names = [info.name for info in probe_layers(model, (224, 224))]
-    assert names.index("layer4.1") < names.index("layer4") < names.index("fc")
-
-
-def test_unknown_layer_suggests_close_names(resnet):
-    with pytest.raises(LayerError, match="layer4"):
-        resolve_layer(resnet, (64, 64), "layer_4")
-    with pytest.raises(LayerError, match="not a grid of image positions"):
-        resolve_layer(resnet, (64, 64), "fc")
-
-
-def test_input_map():
-    cams = torch.zeros(1, 2, 7, 7)
-    cams[0, 0, 3, 3] = 2.0
-    up = input_map(cams, (224, 224))
-    assert up.shape == (1, 2, 224, 224)
-    assert float(up[0, 0].max()) == pytest.approx(1.0)
-    assert float(up[0, 0].min()) == 0.0
-    assert float(up[0, 1].abs().max()) == 0.0  # constant map: no evidence
-
-
 def test_channels_last_is_temporary_and_exact(resnet):
     pointers = [p.data_ptr() for p in resnet.parameters()]
     strides = [p.stride() for p in resnet.parameters()]
@@ -181,44 +130,3 @@ def test_channels_last_is_temporary_and_exact(resnet):
     assert [p.data_ptr() for p in resnet.parameters()] == pointers  # the very same storage is back
     assert [p.stride() for p in resnet.parameters()] == strides
     assert torch.allclose(plain, fast, atol=1e-4 * float(plain.abs().max()))
-
-
-def test_ablation_runs_from_the_layer_up_only_where_exact(resnet, monkeypatch):
-    """The tail shortcut is used where the model allows it, and gives the same maps as whole forwards."""
-    from camcli.engine import Probe
-
-    x = torch.randn(1, 3, 48, 48)
-    classes = torch.tensor([[1, 2]])
-    fed: list[int] = []
-    original = Probe._replaced
-
-    def spy(self, name, inputs, replacement):
-        fed.append(inputs.shape[0])
-        return original(self, name, inputs, replacement)
-
-    monkeypatch.setattr(Probe, "_replaced", spy)
-    tail = explain_tensors(resnet, "layer3", x, ["ablationcam"], classes=classes).maps["ablationcam"].raw
-    assert fed[0] == 1
-    assert fed[1] == 1
-    monkeypatch.setattr(Probe, "_tail_is_exact", lambda *args: False)  # force whole forwards
-    fed.clear()
-    whole = explain_tensors(resnet, "layer3", x, ["ablationcam"], classes=classes).maps["ablationcam"].raw
-    assert fed[0] > 1
-    assert torch.allclose(tail, whole, atol=1e-4 * float(whole.abs().max()))
-
-
-def test_transformer_layers_become_feature_maps():
-    torch.manual_seed(0)
-    model = load_model("swin_tiny_patch4_window7_224", random_weights=True).model
-    info = resolve_layer(model, (224, 224))
-    assert (info.name, info.layout.kind, info.layout.grid) == ("norm", "nhwc", (7, 7))
-    vit = load_model("vit_tiny_patch16_224", random_weights=True).model
-    info = resolve_layer(vit, (224, 224))
-    assert (info.name, info.layout.kind, info.layout.grid, info.layout.prefix) == (
-        "blocks.11.norm1",
-        "tokens",
-        (14, 14),
-        1,
-    )
-    with pytest.raises(LayerError, match="attention"):
-        resolve_layer(vit, (224, 224), "blocks.11.attn.qkv")

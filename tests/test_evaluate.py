@@ -8,10 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
-
-from camcli.cli import cli
 
 PLANTED = textwrap.dedent('''
     import torch
@@ -86,23 +83,18 @@ def planted(tmp_path_factory) -> dict:
         "--layer",
         "features",
     ]  # the score reads a quarter of the grid: no default layer, as camcli says
-    return {"root": root, "images": images, "model": model}
-
-
-def evaluate(planted: dict, out: Path, *args: str):
-    return CliRunner().invoke(
-        cli, ["evaluate", str(planted["images"]), "-o", str(out), "-q", *planted["model"], *map(str, args)]
-    )
+    return {"root": root, "images": images, "model": model, "evaluate": ["evaluate", images, "-q", *model]}
 
 
 def metrics(out: Path) -> dict:
     return json.loads((out / "metrics.json").read_text())
 
 
-def test_known_answers_for_every_metric(planted, tmp_path):
+def test_known_answers_for_every_metric(planted, tmp_path, run_cli):
     out = tmp_path / "right"
-    result = evaluate(
-        planted,
+    result = run_cli(
+        *planted["evaluate"],
+        "-o",
         out,
         "--annotations",
         planted["root"] / "truth.csv",
@@ -135,10 +127,7 @@ def test_known_answers_for_every_metric(planted, tmp_path):
     assert doc["protocol"]["faithfulness"]["deletion_substrate"].startswith("0 in normalized space")
 
     wrong = tmp_path / "wrong"
-    result = CliRunner().invoke(
-        cli,
-        ["evaluate", "--from", str(out), "-o", str(wrong), "-q", "--annotations", str(planted["root"] / "wrong.csv")],
-    )
+    result = run_cli("evaluate", "--from", out, "-o", wrong, "-q", "--annotations", planted["root"] / "wrong.csv")
     assert result.exit_code == 0, result.output
     m = metrics(wrong)["methods"]["gradcam"]
     assert m["localization"]["top1_loc_error"] == 1.0
@@ -147,17 +136,25 @@ def test_known_answers_for_every_metric(planted, tmp_path):
     assert "deletion_auc" not in m  # --from recomputes nothing it does not hold; faithfulness was not asked for
 
 
-def test_gates_exit_4_and_name_what_failed(planted, tmp_path):
+def test_gates_exit_4_and_name_what_failed(planted, tmp_path, run_cli):
     truth = ["--annotations", planted["root"] / "truth.csv"]
-    passed = evaluate(planted, tmp_path / "a", *truth, "--min-pointing-game", "0.9", "--max-loc-error", "0.1")
+    passed = run_cli(
+        *planted["evaluate"], "-o", tmp_path / "a", *truth, "--min-pointing-game", "0.9", "--max-loc-error", "0.1"
+    )
     assert passed.exit_code == 0, passed.output
-    failed = evaluate(
-        planted, tmp_path / "b", "--annotations", planted["root"] / "wrong.csv", "--min-pointing-game", "gradcam:0.5"
+    failed = run_cli(
+        *planted["evaluate"],
+        "-o",
+        tmp_path / "b",
+        "--annotations",
+        planted["root"] / "wrong.csv",
+        "--min-pointing-game",
+        "gradcam:0.5",
     )
     assert failed.exit_code == 4
     assert "min-pointing-game" in failed.output
     assert "FAIL" in failed.output
-    not_computed = evaluate(planted, tmp_path / "c", *truth, "--min-insertion-auc", "0.5")
+    not_computed = run_cli(*planted["evaluate"], "-o", tmp_path / "c", *truth, "--min-insertion-auc", "0.5")
     assert not_computed.exit_code == 4
     assert "not computed" in not_computed.output
     doc = metrics(tmp_path / "c")
@@ -165,34 +162,23 @@ def test_gates_exit_4_and_name_what_failed(planted, tmp_path):
     assert doc["gates"][0]["reason"].startswith("not computed")
 
 
-def test_gates_from_a_config_file(planted, tmp_path):
+def test_gates_from_a_config_file(planted, tmp_path, run_cli):
     config = tmp_path / "gate.toml"
     config.write_text(f'[evaluate]\nannotations = "{planted["root"] / "wrong.csv"}"\n[gates]\nmin-energy = 0.5\n')
-    result = evaluate(planted, tmp_path / "o", "--config", config)
+    result = run_cli(*planted["evaluate"], "-o", tmp_path / "o", "--config", config)
     assert result.exit_code == 4
     assert "min-energy" in result.output
 
 
-def test_sanity_randomizing_the_weights_changes_the_map(samples, tmp_path):
+def test_sanity_randomizing_the_weights_changes_the_map(samples, tmp_path, run_cli):
     truth = tmp_path / "truth.csv"
     truth.write_text(
         "path,class,x0,y0,x1,y1\n"
         f"{samples / 'chelsea.png'},tiger cat,80,0,380,300\n{samples / 'coffee.png'},espresso,100,20,500,330\n"
     )
     out = tmp_path / "out"
-    result = CliRunner().invoke(
-        cli,
-        [
-            "evaluate",
-            str(samples / "chelsea.png"),
-            str(samples / "coffee.png"),
-            "-o",
-            str(out),
-            "-q",
-            "--annotations",
-            str(truth),
-            "--sanity",
-        ],
+    result = run_cli(
+        "evaluate", samples / "chelsea.png", samples / "coffee.png", "-o", out, "-q", "--annotations", truth, "--sanity"
     )
     assert result.exit_code == 0, result.output
     steps = metrics(out)["methods"]["gradcam"]["sanity"]
@@ -201,16 +187,16 @@ def test_sanity_randomizing_the_weights_changes_the_map(samples, tmp_path):
     assert steps[-1]["spearman"] < 0.5  # with every layer re-initialized, the map no longer resembles the original
 
 
-def test_malformed_annotations_are_usage_errors(planted, tmp_path):
+def test_malformed_annotations_are_usage_errors(planted, tmp_path, run_cli):
     bad = tmp_path / "bad.csv"
     bad.write_text("path,class,x0,y0,x1,y1\nimages/square0.png,square,10,10,5,20\n")
-    result = evaluate(planted, tmp_path / "o", "--annotations", bad)
+    result = run_cli(*planted["evaluate"], "-o", tmp_path / "o", "--annotations", bad)
     assert result.exit_code == 2
     assert "bad.csv" in result.output
     assert "line 2" in result.output
 
 
-def test_compare_two_runs(samples, tmp_path):
+def test_compare_two_runs(samples, tmp_path, run_cli):
     a, b = tmp_path / "a", tmp_path / "b"
     base = [
         "explain",
@@ -222,30 +208,18 @@ def test_compare_two_runs(samples, tmp_path):
         "--save",
         "raw_map",
     ]
-    assert CliRunner().invoke(cli, [*base, "-o", str(a)]).exit_code == 0
-    assert CliRunner().invoke(cli, [*base, "-o", str(b), "--method", "layercam"]).exit_code == 0
-    same = CliRunner().invoke(
-        cli, ["compare", str(a), str(a), "-o", str(tmp_path / "same"), "--min-similarity", "0.99"]
-    )
+    assert run_cli(*base, "-o", a).exit_code == 0
+    assert run_cli(*base, "-o", b, "--method", "layercam").exit_code == 0
+    same = run_cli("compare", a, a, "-o", tmp_path / "same", "--min-similarity", "0.99")
     assert same.exit_code == 0, same.output
     result = json.loads((tmp_path / "same" / "compare.json").read_text())
     assert result["summary"]["spearman_min"] == pytest.approx(1.0)
-    other = CliRunner().invoke(
-        cli,
-        ["compare", str(a), str(b), "-o", str(tmp_path / "diff"), "--method", "gradcam", "--min-similarity", "0.999"],
-    )
+    other = run_cli("compare", a, b, "-o", tmp_path / "diff", "--method", "gradcam", "--min-similarity", "0.999")
     assert other.exit_code == 2
     assert "no heat maps in both runs" in other.output
     b2 = tmp_path / "b2"
-    assert (
-        CliRunner()
-        .invoke(cli, [*base[:2], "-o", str(b2), "-q", "--top-k", "1", "--save", "raw_map", "--smooth", "aug"])
-        .exit_code
-        == 0
-    )
-    changed = CliRunner().invoke(
-        cli, ["compare", str(a), str(b2), "-o", str(tmp_path / "diff"), "--min-similarity", "0.9999", "--json"]
-    )
+    assert run_cli(*base[:2], "-o", b2, "-q", "--top-k", "1", "--save", "raw_map", "--smooth", "aug").exit_code == 0
+    changed = run_cli("compare", a, b2, "-o", tmp_path / "diff", "--min-similarity", "0.9999", "--json")
     assert changed.exit_code == 4
     result = json.loads(changed.stdout)
     assert result["only_in_a"] == [str(samples / "coffee.png")]

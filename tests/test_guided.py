@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from conftest import explain_tensors, hook_counts
 from torch import nn
 
-from camcli.engine import Rules, is_activation
+from camcli.engine.rules import Rules, is_activation
 from camcli.models import load_model
 from camcli.preprocess import decode, to_input
 

@@ -6,23 +6,19 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 from camcli import full_map
-from camcli.cli import cli
 
 from hostile import make
 
 
 @pytest.fixture(scope="module")
-def hostile_run(tmp_path_factory):
+def hostile_run(tmp_path_factory, run_cli):
     folder = tmp_path_factory.mktemp("hostile")
     expected = make(folder)
     out = tmp_path_factory.mktemp("out")
-    result = CliRunner().invoke(
-        cli, ["explain", str(folder), "-o", str(out), "-q", "--top-k", "1", "--overlay-format", "jpg"]
-    )
+    result = run_cli("explain", folder, "-o", out, "-q", "--top-k", "1", "--overlay-format", "jpg")
     return expected, out, result
 
 
@@ -73,23 +69,20 @@ def test_odd_images_are_explained_as_a_viewer_shows_them(hostile_run):
         assert full_map(out / name / "explanation.json", 0).shape == shape
 
 
-def test_max_pixels_can_be_raised(tmp_path):
+def test_max_pixels_can_be_raised(tmp_path, run_cli):
     Image.new("1", (12_000, 12_000)).save(tmp_path / "big.png")
-    result = CliRunner().invoke(
-        cli,
-        [
-            "explain",
-            str(tmp_path / "big.png"),
-            "-o",
-            str(tmp_path / "o"),
-            "-q",
-            "--top-k",
-            "1",
-            "--max-pixels",
-            "200000000",
-            "--save",
-            "raw_map",
-        ],
+    result = run_cli(
+        "explain",
+        tmp_path / "big.png",
+        "-o",
+        tmp_path / "o",
+        "-q",
+        "--top-k",
+        "1",
+        "--max-pixels",
+        "200000000",
+        "--save",
+        "raw_map",
     )
     assert result.exit_code == 0, result.output
 

@@ -14,59 +14,53 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
 from camcli import full_map
-from camcli.cli import cli
 
 from background import Background
 
 FAST = ["--top-k", "1", "-q", "--overlay-format", "jpg"]
 
 
-def invoke(*args: str):
-    return CliRunner().invoke(cli, list(args))
-
-
 def count(out: Path) -> dict:
     return json.loads((out / "run.json").read_text())["counts"]
 
 
-def test_output_inside_the_input_folder_is_never_explained(sample_copy):
+def test_output_inside_the_input_folder_is_never_explained(sample_copy, run_cli):
     out = sample_copy / "out"
     for _ in range(3):
-        result = invoke("explain", str(sample_copy), "-o", str(out), *FAST, "--overwrite")
+        result = run_cli("explain", str(sample_copy), "-o", str(out), *FAST, "--overwrite")
         assert result.exit_code == 0, result.output
         assert count(out)["total"] == 2  # chelsea and coffee, never their overlays
     # An older run's output folder under another name is skipped too (it carries camcli's marker) ...
     old = sample_copy / "old-run"
-    assert invoke("explain", str(sample_copy), "-o", str(old), *FAST).exit_code == 0
-    assert invoke("explain", str(sample_copy), "-o", str(out), *FAST, "--overwrite").exit_code == 0
+    assert run_cli("explain", str(sample_copy), "-o", str(old), *FAST).exit_code == 0
+    assert run_cli("explain", str(sample_copy), "-o", str(out), *FAST, "--overwrite").exit_code == 0
     assert count(out)["total"] == 2
     # ... but a file named explicitly is always taken.
     overlay = next(old.glob("coffee.png/*_overlay.jpg"))
-    assert invoke("explain", str(overlay), "-o", str(sample_copy.parent / "x"), *FAST).exit_code == 0
+    assert run_cli("explain", str(overlay), "-o", str(sample_copy.parent / "x"), *FAST).exit_code == 0
 
 
-def test_redone_image_keeps_only_the_files_its_json_lists(sample_copy, tmp_path):
+def test_redone_image_keeps_only_the_files_its_json_lists(sample_copy, tmp_path, run_cli):
     out = tmp_path / "out"
     base = ["explain", str(sample_copy / "coffee.png"), "-o", str(out), "-q"]
-    assert invoke(*base, "--top-k", "3", "--save", "overlay,map,raw_map").exit_code == 0
+    assert run_cli(*base, "--top-k", "3", "--save", "overlay,map,raw_map").exit_code == 0
     (out / "coffee.png" / "my-notes.txt").write_text("not camcli's: left alone")
-    assert invoke(*base, "--top-k", "1", "--method", "counterfactual").exit_code == 0
+    assert run_cli(*base, "--top-k", "1", "--method", "counterfactual").exit_code == 0
     doc = json.loads((out / "coffee.png" / "explanation.json").read_text())
     listed = {name for exp in doc["explanations"] for name in exp["files"].values()}
     assert len(listed) == 2
     assert {p.name for p in (out / "coffee.png").iterdir()} == listed | {"explanation.json", "my-notes.txt"}
     # An image that fails on the next run loses its old pictures too.
     (sample_copy / "coffee.png").write_bytes(b"now corrupt")
-    assert invoke(*base).exit_code == 1
+    assert run_cli(*base).exit_code == 1
     assert {p.name for p in (out / "coffee.png").iterdir()} == {"explanation.json", "my-notes.txt"}
 
 
-def test_full_map_rebuilds_the_saved_map(sample_copy, tmp_path):
+def test_full_map_rebuilds_the_saved_map(sample_copy, tmp_path, run_cli):
     out = tmp_path / "out"
-    result = invoke(
+    result = run_cli(
         "explain",
         str(sample_copy),
         "-o",
@@ -89,8 +83,8 @@ def test_full_map_rebuilds_the_saved_map(sample_copy, tmp_path):
                 assert np.array_equal(rebuilt, saved)
 
 
-def test_ambiguous_class_name_lists_every_match(sample_copy, tmp_path):
-    result = invoke("explain", str(sample_copy), "-o", str(tmp_path / "o"), "--class", "crane")
+def test_ambiguous_class_name_lists_every_match(sample_copy, tmp_path, run_cli):
+    result = run_cli("explain", str(sample_copy), "-o", str(tmp_path / "o"), "--class", "crane")
     assert result.exit_code == 2
     assert "134 (crane)" in result.output
     assert "517 (crane)" in result.output
@@ -101,14 +95,14 @@ def _slow_run(folder: Path, out: Path) -> Background:
     return Background(out, "explain", str(folder), "-o", str(out), "-q", "--batch-size", "1", "--top-k", "5")
 
 
-def test_second_run_on_the_same_output_stops_and_names_the_first(samples, tmp_path):
+def test_second_run_on_the_same_output_stops_and_names_the_first(samples, tmp_path, run_cli):
     out = tmp_path / "out"
     first = _slow_run(samples, out)
     try:
         deadline = time.time() + 120
         while not (out / "run.json").exists() and time.time() < deadline:  # holds the lock from here on
             time.sleep(0.02)
-        second = invoke("explain", str(samples), "-o", str(out), "-q")
+        second = run_cli("explain", str(samples), "-o", str(out), "-q")
         assert first.poll() is None, "the first run ended before the second started"
         assert second.exit_code == 2
         assert f"PID {first.pid}" in second.output
@@ -118,7 +112,7 @@ def test_second_run_on_the_same_output_stops_and_names_the_first(samples, tmp_pa
         first.wait(timeout=60)
     # A run killed outright leaves its lock file, which must not block the next run.
     assert (out / ".camcli-lock").exists()
-    result = invoke("explain", str(samples / "coffee.png"), "-o", str(out), "-q", "--top-k", "1")
+    result = run_cli("explain", str(samples / "coffee.png"), "-o", str(out), "-q", "--top-k", "1")
     assert result.exit_code == 0, result.output
 
 
@@ -236,18 +230,18 @@ def test_legacy_format_with_objects_is_refused_with_advice(tmp_path):
     assert torch.equal(read_checkpoint(tmp_path / "plain.pth")["w"], torch.ones(2))
 
 
-def test_a_folder_of_yours_used_as_output_never_hides_your_images(sample_copy, tmp_path):
+def test_a_folder_of_yours_used_as_output_never_hides_your_images(sample_copy, tmp_path, run_cli):
     """-o pointing into your data writes image folders there; later runs skip those, not your images."""
     sub = sample_copy / "a"
     sub.mkdir()
     (sample_copy / "chelsea.png").rename(sub / "chelsea.png")
-    assert invoke("explain", str(sub), "-o", str(sample_copy), *FAST).exit_code == 0  # writes images/chelsea.png/
+    assert run_cli("explain", str(sub), "-o", str(sample_copy), *FAST).exit_code == 0  # writes images/chelsea.png/
     assert not (sample_copy / ".camcli-output").exists()  # your folder is not marked as camcli's
     out = tmp_path / "out2"
-    assert invoke("explain", str(sample_copy), "-o", str(out), *FAST).exit_code == 0
+    assert run_cli("explain", str(sample_copy), "-o", str(out), *FAST).exit_code == 0
     done = sorted(json.loads(line)["path"] for line in (out / "summary.jsonl").read_text().splitlines())
     assert done == [str(sub / "chelsea.png"), str(sample_copy / "coffee.png")]  # images, never overlay folders
     # An output folder named directly is camcli's own: nothing in it is an image to explain.
-    result = invoke("explain", str(out / "coffee.png"), "-o", str(tmp_path / "out3"), *FAST)
+    result = run_cli("explain", str(out / "coffee.png"), "-o", str(tmp_path / "out3"), *FAST)
     assert result.exit_code == 2
     assert "No images found" in result.output

@@ -7,6 +7,7 @@ is explained once per module; tests that change the output folder work on copies
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
 import json
 import os
@@ -19,10 +20,8 @@ from urllib.parse import unquote_to_bytes, urlparse
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image, ImageOps
 
-from camcli.cli import cli
 from camcli.html import build_report, thumbs
 from camcli.html import page as page_module
 from camcli.html.collect import ImageDoc
@@ -82,7 +81,7 @@ def small_copy(name: str, dest: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def explained(tmp_path_factory) -> Explained:
+def explained(tmp_path_factory, run_cli) -> Explained:
     """`camcli explain images -o out` run from root, so source paths are relative ("images/...")."""
     root = tmp_path_factory.mktemp("explained")
     images = root / "images"
@@ -95,21 +94,18 @@ def explained(tmp_path_factory) -> Explained:
     shutil.copy(images / "coffee.png", os.fsdecode(bytes(images) + b"/" + NOT_UTF8))
     (images / "bad.jpg").write_text("this is a text file, not a JPEG\n")
     with contextlib.chdir(root):
-        result = CliRunner().invoke(
-            cli,
-            [
-                "explain",
-                "images",
-                "-o",
-                "out",
-                "-q",
-                "--top-k",
-                "1",
-                "--method",
-                "gradcam,guided-gradcam",
-                "--save",
-                "overlay,raw_map",
-            ],
+        result = run_cli(
+            "explain",
+            "images",
+            "-o",
+            "out",
+            "-q",
+            "--top-k",
+            "1",
+            "--method",
+            "gradcam,guided-gradcam",
+            "--save",
+            "overlay,raw_map",
         )
     assert result.exit_code == 1, result.output  # bad.jpg fails, everything else is explained
     out = root / "out"
@@ -485,80 +481,105 @@ def test_legend_matches_the_colormap():
     assert legend(None) == legend({"options": {"colormap": "jet"}}) != legend({"options": {"colormap": "hot"}})
 
 
-def _write_evaluation(out: Path, docs: dict[str, dict[str, Any]]) -> dict[str, bool]:
-    """A synthetic metrics.json (one failing gate among passing ones) and per_image.jsonl."""
-    gates = [
-        {
-            "name": "min-pointing",
-            "method": "gradcam",
-            "metric": "pointing_game.accuracy",
-            "threshold": 0.5,
-            "value": 0.8,
-            "passed": True,
-        },
-        {
-            "name": "max-loc-error",
-            "method": "gradcam",
-            "metric": "localization.error",
-            "threshold": 0.3,
-            "value": 0.45,
-            "passed": False,
-        },
-        {
-            "name": "min-insertion",
-            "method": "gradcam",
-            "metric": "insertion_auc",
-            "threshold": 0.1,
-            "value": 0.5,
-            "passed": True,
-        },
-    ]
-    metrics = {
-        "schema_version": 1,
-        "images": len(docs),
-        "classification": {"top1": 0.75, "top5": 0.9},
-        "methods": {
-            "gradcam": {
-                "localization": {"error": 0.45},
-                "pointing_game": {"accuracy": 0.8, "tolerance_px": 15},
-                "energy_pointing_game": 0.6,
-                "deletion_auc": 0.12,
-                "insertion_auc": 0.5,
-                "average_drop": 0.3,
-                "increase_in_confidence": 0.2,
-            }
-        },
-        "gates": gates,
-        "passed": False,
-    }
-    (out / "metrics.json").write_text(json.dumps(metrics))
-    hit = {path: n % 2 == 0 for n, path in enumerate(sorted(p for p, d in docs.items() if d["status"] == "ok"))}
-    with open(out / "per_image.jsonl", "w") as fh:
-        for n, (path, h) in enumerate(hit.items()):
-            fh.write(
-                json.dumps({"path": path, "methods": {"gradcam": {"pointing_hit": h, "deletion_auc": n / 10}}}) + "\n"
-            )
-    return hit
+def _shown(value: Any) -> str:
+    """A value as the page prints it (report.js ``fmt``): 4 significant digits, yes/no, – for none."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (int, float)):
+        return str(int(value)) if float(value).is_integer() else repr(float(f"{value:.4g}"))
+    return str(value)
 
 
-def test_evaluation_gates_and_audit(explained, tmp_path, open_report):
+def _flat(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        elif not isinstance(value, list):
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _evaluate(explained: Explained, out: Path, run_cli) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """A real `camcli evaluate --from OUT` with real gates. Ground truth: sample_images/boxes.csv's hand-drawn
+    boxes scaled to the small copies, each for the class the run explained (its top-1), and one copy of the
+    cat annotated with a box in a corner, far from the cat: a pointing-game miss. Returns metrics.json and
+    per_image.jsonl's lines by source path."""
+    with open(SAMPLES / "boxes.csv", newline="") as fh:
+        drawn = {row["path"]: row for row in csv.DictReader(fh)}
+    rows = []
+    for name in ("chelsea.png", "coffee.png", "rocket.jpg", HOSTILE[4]):
+        source = drawn["chelsea.png" if name == HOSTILE[4] else name]
+        with Image.open(SAMPLES / source["path"]) as big, Image.open(explained.root / "images" / name) as small:
+            sx, sy = small.width / big.width, small.height / big.height
+        box = [float(source[k]) * s for k, s in (("x0", sx), ("y0", sy), ("x1", sx), ("y1", sy))]
+        if name == HOSTILE[4]:
+            box = [0, 0, 8, 8]
+        top1 = explained.docs[f"images/{name}"]["predictions"][0]["class_index"]
+        rows.append([str(explained.root / "images" / name), top1, *box])
+    truth = out.parent / "truth.csv"
+    with open(truth, "w", newline="") as fh:
+        csv.writer(fh).writerows([["path", "class", "x0", "y0", "x1", "y1"], *rows])
+    gates = ["--max-loc-error", "1", "--min-pointing-game", "0", "--min-energy", "1", "--min-insertion-auc", "0.5"]
+    with contextlib.chdir(explained.root):  # the run's source paths are relative to where it ran
+        result = run_cli("evaluate", "--from", out, "--annotations", truth, "-q", *gates)
+    assert result.exit_code == 4, result.output  # a gate failed
+    metrics = json.loads((out / "metrics.json").read_text())
+    lines = [json.loads(line) for line in (out / "per_image.jsonl").read_text().splitlines()]
+    return metrics, {line["path"]: line for line in lines}
+
+
+def test_evaluation_gates_and_audit(explained, tmp_path, open_report, run_cli):
     out = copy_out(explained, tmp_path / "out")
-    hit = _write_evaluation(out, explained.docs)
+    metrics, lines = _evaluate(explained, out, run_cli)
+    gates = metrics["gates"]
+    assert {g["name"] for g in gates} == {"max-loc-error", "min-pointing-game", "min-energy", "min-insertion-auc"}
+    assert {g["passed"] for g in gates} == {True, False}
     build_report(out)
     page = open_report(index_of(out))
+
     rows = page.page.eval_on_selector_all(
-        "#gates tbody tr", "rs => rs.map(r => [r.cells[1].textContent, r.dataset.passed])"
+        "#gates tbody tr", "rs => rs.map(r => [...[...r.cells].slice(1).map(c => c.textContent), r.dataset.passed])"
     )
-    assert rows[0] == ["max-loc-error", "false"]
-    assert [r[1] for r in rows[1:]] == ["true", "true"]
-    assert "FAILED" in page.page.inner_text("#verdict")
-    assert "pointing_game.accuracy" in page.page.inner_text("#method-metrics")
-    page.page.select_option("#f-audit", "miss")
-    assert sorted(page.visible_paths()) == sorted(p for p, h in hit.items() if not h)
-    assert page.page.locator("#cards .badge", has_text="audit: miss").count() == len(page.visible_paths())
+    failing_first = sorted(gates, key=lambda g: g["passed"])
+    assert rows == [
+        [g["name"], g["method"], g["metric"], _shown(g["value"]), _shown(g["threshold"]), str(g["passed"]).lower()]
+        for g in failing_first
+    ]
+    passing = sum(g["passed"] for g in gates)
+    verdict = page.page.inner_text("#verdict")
+    assert "FAILED" in verdict
+    assert f"{passing} of {len(gates)} gates pass · {metrics['images']} images evaluated" in verdict
+
+    header = page.page.eval_on_selector_all("#method-metrics thead th", "hs => hs.map(h => h.textContent)")
+    table = page.page.eval_on_selector_all(
+        "#method-metrics tbody tr", "rs => rs.map(r => [...r.cells].map(c => c.textContent))"
+    )
+    assert header[0] == "method"
+    assert {"localization.top1_loc_error", "pointing_game.accuracy", "energy_pointing_game"} <= set(header)
+    flat = _flat(metrics["methods"]["gradcam"])
+    assert set(header[1:]) == set(flat)
+    assert [row[0] for row in table] == ["gradcam"]
+    assert dict(zip(header[1:], table[0][1:], strict=True)) == {k: _shown(v) for k, v in flat.items()}
+
+    hits = {p: line["methods"]["gradcam"]["pointing_hit"] for p, line in lines.items() if "pointing_hit" in line}
+    assert set(hits.values()) == {True, False}  # the corner box misses
+    for outcome, wanted in (("miss", False), ("hit", True)):
+        page.page.select_option("#f-audit", outcome)
+        shown = page.visible_paths()
+        assert sorted(shown) == sorted(p for p, h in hits.items() if h is wanted)
+        assert page.page.locator("#cards .badge", has_text=f"audit: {outcome}").count() == len(shown)
     page.page.select_option("#f-audit", "")
-    page.page.select_option("#sort", label="gradcam deletion_auc, worst first")
-    assert page.visible_paths()[: len(hit)] == list(reversed(hit))  # higher deletion AUC is worse
+
+    page.page.select_option("#sort", label="gradcam energy, worst first")  # higher is better: lowest first
+    energy = {p: line["methods"]["gradcam"].get("energy") for p, line in lines.items()}
+    order = page.visible_paths()
+    scored = [energy[p] for p in order if energy.get(p) is not None]
+    assert len(scored) >= 2
+    assert scored == sorted(scored)
+    assert order[: len(scored)] == [p for p in order if energy.get(p) is not None]  # the others after them
     page.assert_clean()
 
 

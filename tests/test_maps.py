@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from camcli.maps import box, largest_segment, peak, seen_rect, to_original
+from camcli.maps import box, input_map, largest_segment, peak, seen_rect, to_original
 from camcli.models import DataConfig
 from camcli.preprocess import geometry_for
 
@@ -118,3 +118,13 @@ def test_back_projection_geometry_is_exact():
     assert torch.allclose(out[top:bottom, left:right], expected.expand(bottom - top, -1), atol=1e-3)
     assert left == 94
     assert right == 357
+
+
+def test_input_map():
+    cams = torch.zeros(1, 2, 7, 7)
+    cams[0, 0, 3, 3] = 2.0
+    up = input_map(cams, (224, 224))
+    assert up.shape == (1, 2, 224, 224)
+    assert float(up[0, 0].max()) == pytest.approx(1.0)
+    assert float(up[0, 0].min()) == 0.0
+    assert float(up[0, 1].abs().max()) == 0.0  # constant map: no evidence

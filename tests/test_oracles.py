@@ -36,7 +36,8 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
 from torch import nn
 
-from camcli.engine import Capture, Needs
+from camcli.engine.capture import Capture
+from camcli.engine.needs import Needs
 from camcli.layout import Layout
 from camcli.maps import input_map
 from camcli.methods.base import first_component

@@ -16,21 +16,15 @@ import pytest
 import timm
 import torch
 from captum.attr import LayerGradCam
-from click.testing import CliRunner
 from PIL import Image
 from safetensors.torch import save_file
 from timm.data import create_transform, resolve_data_config
 
 from camcli.api import Explainer
-from camcli.cli import cli
 from camcli.errors import ModelError
 from camcli.job import Preprocessing
 from camcli.models import load_model
 from camcli.preprocess import decode, to_input
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def explanation(out: Path, name: str) -> dict:
@@ -63,7 +57,7 @@ class _Plant:
         return (os.system, (f"touch {self.path}",))
 
 
-def test_lightning_checkpoint_loads_with_its_prefix_stripped(tmp_path, samples):
+def test_lightning_checkpoint_loads_with_its_prefix_stripped(tmp_path, samples, run_cli):
     import pytorch_lightning as pl
 
     class Classifier(pl.LightningModule):
@@ -92,7 +86,7 @@ def test_lightning_checkpoint_loads_with_its_prefix_stripped(tmp_path, samples):
     trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=2))
     trainer.save_checkpoint(tmp_path / "trained.ckpt")
     out = tmp_path / "out"
-    result = invoke(
+    result = run_cli(
         "explain",
         samples / "coffee.png",
         "-o",
@@ -117,7 +111,7 @@ def test_lightning_checkpoint_loads_with_its_prefix_stripped(tmp_path, samples):
     )
 
 
-def test_timm_train_checkpoint_with_ema_and_training_args(tmp_path, samples):
+def test_timm_train_checkpoint_with_ema_and_training_args(tmp_path, samples, run_cli):
     model, ema = _small_resnet(), _small_resnet()
     with torch.no_grad():
         for p in ema.parameters():
@@ -137,7 +131,7 @@ def test_timm_train_checkpoint_with_ema_and_training_args(tmp_path, samples):
     )
     for flags, reference in (([], model), (["--ema"], ema)):
         out = tmp_path / f"out{len(flags)}"
-        result = invoke(
+        result = run_cli(
             "explain",
             samples / "chelsea.png",
             "-o",
@@ -213,11 +207,11 @@ def model_folder(tmp_path_factory) -> tuple[Path, torch.nn.Module]:
     return folder, model.eval()
 
 
-def test_model_folder(model_folder, tmp_path, samples):
+def test_model_folder(model_folder, tmp_path, samples, run_cli):
     folder, model = model_folder
     for spec in (str(folder), f"local-dir:{folder}"):
         out = tmp_path / spec.replace(":", "_").replace("/", "_")
-        result = invoke("explain", samples / "coffee.png", "-o", out, "-q", "-m", spec, "--top-k", "2")
+        result = run_cli("explain", samples / "coffee.png", "-o", out, "-q", "-m", spec, "--top-k", "2")
         assert result.exit_code == 0, result.output
         doc = explanation(out, "coffee.png")
         assert doc["model"]["input_size"] == [160, 160]
@@ -229,7 +223,7 @@ def test_model_folder(model_folder, tmp_path, samples):
         torch.testing.assert_close(camcli_logits(doc), expected, rtol=1e-4, atol=1e-4)
 
 
-def test_hf_hub_model_from_the_local_cache_only(model_folder, tmp_path, monkeypatch, samples):
+def test_hf_hub_model_from_the_local_cache_only(model_folder, tmp_path, monkeypatch, samples, run_cli):
     import huggingface_hub.constants
 
     folder, _model = model_folder
@@ -243,7 +237,7 @@ def test_hf_hub_model_from_the_local_cache_only(model_folder, tmp_path, monkeypa
     loaded = load_model("hf-hub:acme/derm-model")
     assert loaded.labels == ("benign", "malignant")
     assert loaded.data.input_size == (160, 160)
-    result = invoke("explain", samples / "coffee.png", "-o", tmp_path / "o", "-q", "-m", "hf-hub:acme/not-cached")
+    result = run_cli("explain", samples / "coffee.png", "-o", tmp_path / "o", "-q", "-m", "hf-hub:acme/not-cached")
     assert result.exit_code == 2
     assert "not in the local Hugging Face cache" in result.output
     assert "huggingface-cli download" in result.output
@@ -331,7 +325,7 @@ class _Negate(torch.nn.Module):
         return -x
 
 
-def test_own_architecture_from_a_file_and_a_module(factory_file, tmp_path, samples, monkeypatch):
+def test_own_architecture_from_a_file_and_a_module(factory_file, tmp_path, samples, monkeypatch, run_cli):
     weights = tmp_path / "tiny.pth"
     spec = f"{factory_file}:build"
     module_ns = {}
@@ -339,7 +333,7 @@ def test_own_architecture_from_a_file_and_a_module(factory_file, tmp_path, sampl
     model = module_ns["build"](num_classes=4).eval()
     torch.save(model.state_dict(), weights)
     out = tmp_path / "out"
-    result = invoke(
+    result = run_cli(
         "explain",
         samples / "chelsea.png",
         "-o",
@@ -390,7 +384,7 @@ def test_binary_head_explains_both_signs(factory_file, samples, tmp_path):
     assert result.record["model"]["head"] == "binary"
 
 
-def test_multi_label_threshold(factory_file, samples, tmp_path):
+def test_multi_label_threshold(factory_file, samples, tmp_path, run_cli):
     spec = f"{factory_file}:build"
     loaded = load_model(spec, random_weights=True, head="sigmoid")
     x = to_input(decode(samples / "chelsea.png")[0], loaded.data)[0][None]
@@ -398,7 +392,7 @@ def test_multi_label_threshold(factory_file, samples, tmp_path):
         probs = torch.sigmoid(loaded.model(x))[0]
     threshold = float(probs.sort().values[1])  # between: exactly the three most probable pass
     out = tmp_path / "out"
-    result = invoke(
+    result = run_cli(
         "explain",
         samples / "chelsea.png",
         "-o",
@@ -410,7 +404,7 @@ def test_multi_label_threshold(factory_file, samples, tmp_path):
         "--head",
         "sigmoid",
         "--threshold",
-        str(threshold),
+        threshold,
         "--save",
         "raw_map",
     )
@@ -429,12 +423,12 @@ def test_multi_label_threshold(factory_file, samples, tmp_path):
     assert doc["model"]["head"] == "sigmoid"
 
 
-def test_one_channel_model(factory_file, samples, tmp_path):
+def test_one_channel_model(factory_file, samples, tmp_path, run_cli):
     spec = f"{factory_file}:gray"
     with pytest.raises(ModelError, match=r"--mean 0\.5 --std 0\.5"):
         load_model(spec, random_weights=True)
     out = tmp_path / "out"
-    result = invoke(
+    result = run_cli(
         "explain",
         samples / "chelsea.png",
         "-o",

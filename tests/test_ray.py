@@ -17,9 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-
-from camcli.cli import cli
 
 from background import Background
 
@@ -104,9 +101,9 @@ def _same_outputs(a: Path, b: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def reference(folder, tmp_path_factory) -> Path:
+def reference(folder, tmp_path_factory, run_cli) -> Path:
     out = tmp_path_factory.mktemp("local")
-    assert CliRunner().invoke(cli, ["explain", str(folder), "-o", str(out), *ARGS]).exit_code == 1  # the broken file
+    assert run_cli("explain", folder, "-o", out, *ARGS).exit_code == 1  # the broken file
     return out
 
 
@@ -118,7 +115,7 @@ def test_ray_equals_local(cluster, folder, reference, tmp_path):
     lines = [json.loads(line)["path"] for line in (out / "summary.jsonl").read_text().splitlines()]
     assert lines == sorted(lines)  # in input order
     run_doc = json.loads((out / "run.json").read_text())
-    assert run_doc["engine"] == "ray"
+    assert run_doc["options"]["runner"] == "ray"
     assert run_doc["counts"] == {"ok": 14, "failed": 1, "skipped": 0, "total": 15}
 
 
@@ -160,8 +157,18 @@ def test_driver_killed_then_resumed(cluster, folder, reference, tmp_path):
     assert not list(out.rglob(".*tmp*"))
 
 
-def test_without_ray_it_is_a_usage_error(monkeypatch, samples, tmp_path):
+def test_evaluate_explains_on_ray_too(cluster, samples, tmp_path):
+    out = tmp_path / "evaluate"
+    args = ["--annotations", str(samples / "boxes.csv"), "-o", str(out), "--runner", "ray", "--ray-address", cluster]
+    run = Background(out, "evaluate", str(samples), *args, *ARGS, env=ENV)
+    assert run.wait(timeout=600) == 0, run.stderr()
+    assert json.loads((out / "run.json").read_text())["options"]["runner"] == "ray"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["annotated"] == metrics["images"] == 7
+
+
+def test_without_ray_it_is_a_usage_error(monkeypatch, samples, tmp_path, run_cli):
     monkeypatch.setitem(sys.modules, "ray", None)
-    result = CliRunner().invoke(cli, ["explain", str(samples), "-o", str(tmp_path), "--engine", "ray"])
+    result = run_cli("explain", samples, "-o", tmp_path, "--engine", "ray")
     assert result.exit_code == 2
     assert "pip install -e '.[ray]'" in result.output

@@ -15,9 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-
-from camcli.cli import cli
 
 from background import Background
 
@@ -93,41 +90,41 @@ def test_sigterm_stops_after_the_batch_and_resumes(folder, reference, tmp_path):
     assert snapshot(out) == reference
 
 
-def test_resume_rules(sample_copy, tmp_path):
+def test_resume_rules(sample_copy, tmp_path, run_cli):
     out = tmp_path / "out"
     args = ["explain", str(sample_copy), "-o", str(out), "--top-k", "1", "-q"]
-    first = CliRunner().invoke(cli, args)
+    first = run_cli(*args)
     assert first.exit_code == 0
     before = (out / "coffee.png" / "explanation.json").read_bytes()
 
-    again = json.loads(CliRunner().invoke(cli, args).exit_code == 0 and (out / "run.json").read_text())
+    again = json.loads(run_cli(*args).exit_code == 0 and (out / "run.json").read_text())
     assert again["counts"] == {"ok": 0, "failed": 0, "skipped": 2, "total": 2}
     assert (out / "coffee.png" / "explanation.json").read_bytes() == before
 
     (out / "coffee.png" / ".gradcam_967_raw.npy.tmp99999").write_bytes(b"half")  # a killed writer's leftover
     (out / "coffee.png" / "gradcam_967_raw.npy").unlink()  # incomplete outputs: redone
-    assert CliRunner().invoke(cli, args).exit_code == 0
+    assert run_cli(*args).exit_code == 0
     assert json.loads((out / "run.json").read_text())["counts"]["ok"] == 2  # its whole batch is redone
     assert (out / "coffee.png" / "explanation.json").read_bytes() == before
     assert not list(out.rglob(".*tmp*"))
 
-    assert CliRunner().invoke(cli, [*args, "--colormap", "hot"]).exit_code == 0  # other settings: redone
+    assert run_cli(*args, "--colormap", "hot").exit_code == 0  # other settings: redone
     assert json.loads((out / "run.json").read_text())["counts"]["ok"] == 2
-    assert CliRunner().invoke(cli, [*args, "--colormap", "hot", "--overwrite"]).exit_code == 0
+    assert run_cli(*args, "--colormap", "hot", "--overwrite").exit_code == 0
     assert json.loads((out / "run.json").read_text())["counts"]["ok"] == 2
 
     shutil.copy(sample_copy / "chelsea.png", sample_copy / "coffee.png")  # new content, same name
-    assert CliRunner().invoke(cli, [*args, "--colormap", "hot"]).exit_code == 0
+    assert run_cli(*args, "--colormap", "hot").exit_code == 0
     doc = json.loads((out / "coffee.png" / "explanation.json").read_text())
     assert 281 <= doc["predictions"][0]["class_index"] <= 285
 
 
-def test_malformed_previous_json_is_redone_not_fatal(sample_copy, tmp_path):
+def test_malformed_previous_json_is_redone_not_fatal(sample_copy, tmp_path, run_cli):
     out = tmp_path / "out"
     args = ["explain", str(sample_copy), "-o", str(out), "--top-k", "1", "-q"]
-    assert CliRunner().invoke(cli, args).exit_code == 0
+    assert run_cli(*args).exit_code == 0
     (out / "coffee.png" / "explanation.json").write_text("[]")
-    result = CliRunner().invoke(cli, args)
+    result = run_cli(*args)
     assert result.exit_code == 0, result.output
     assert json.loads((out / "coffee.png" / "explanation.json").read_text())["status"] == "ok"
     assert json.loads((out / "run.json").read_text())["status"] == "complete"

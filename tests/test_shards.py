@@ -6,9 +6,7 @@ import json
 import shutil
 
 import pytest
-from click.testing import CliRunner
 
-from camcli.cli import cli
 from camcli.errors import CamcliError
 from camcli.runners.shards import parse_shard, select
 
@@ -31,18 +29,18 @@ def test_parts_are_disjoint_and_cover_the_list():
             parse_shard(bad)
 
 
-def test_shards_merge_into_the_unsharded_summary(samples, tmp_path):
+def test_shards_merge_into_the_unsharded_summary(samples, tmp_path, run_cli):
     whole, parts = tmp_path / "whole", tmp_path / "parts"
-    assert CliRunner().invoke(cli, ["explain", str(samples), "-o", str(whole), *ARGS]).exit_code == 0
+    assert run_cli("explain", samples, "-o", whole, *ARGS).exit_code == 0
     seen = []
     for i in range(3):
-        result = CliRunner().invoke(cli, ["explain", str(samples), "-o", str(parts), "--shard", f"{i}/3", *ARGS])
+        result = run_cli("explain", samples, "-o", parts, "--shard", f"{i}/3", *ARGS)
         assert result.exit_code == 0, result.output
         lines = (parts / "shards" / f"{i}-of-3" / "summary.jsonl").read_text().splitlines()
         seen += [json.loads(line)["path"] for line in lines]
         assert json.loads((parts / "shards" / f"{i}-of-3" / "run.json").read_text())["shard"] == [i, 3]
     assert len(seen) == len(set(seen)) == 7  # disjoint, covering
-    result = CliRunner().invoke(cli, ["merge", str(parts)])
+    result = run_cli("merge", parts)
     assert result.exit_code == 0, result.output
     merged_lines = [json.loads(line) for line in (parts / "summary.jsonl").read_text().splitlines()]
     whole_lines = [json.loads(line) for line in (whole / "summary.jsonl").read_text().splitlines()]
@@ -62,8 +60,8 @@ def test_shards_merge_into_the_unsharded_summary(samples, tmp_path):
         assert [p["class_index"] for p in a] == [p["class_index"] for p in b]
     # A missing shard is reported, not hidden; the next unsharded run resumes and writes the whole summary.
     shutil.rmtree(parts / "shards" / "1-of-3")
-    result = CliRunner().invoke(cli, ["merge", str(parts)])
+    result = run_cli("merge", parts)
     assert "missing shards [1]" in result.output
     assert json.loads((parts / "run.json").read_text())["status"] == "incomplete"
-    assert CliRunner().invoke(cli, ["explain", str(samples), "-o", str(parts), *ARGS]).exit_code == 0
+    assert run_cli("explain", samples, "-o", parts, *ARGS).exit_code == 0
     assert json.loads((parts / "run.json").read_text())["counts"]["skipped"] == 7

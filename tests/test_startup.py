@@ -62,12 +62,8 @@ def test_answers_without_heavy_imports(tmp_path):
 
 
 @pytest.mark.parametrize("value", ["inf", "-inf", "nan"])
-def test_non_finite_floats_are_refused(value, tmp_path, sample_copy):
-    from click.testing import CliRunner
-
-    from camcli.cli import cli
-
-    result = CliRunner().invoke(cli, ["explain", str(sample_copy), "-o", str(tmp_path / "o"), "--alpha", value])
+def test_non_finite_floats_are_refused(value, tmp_path, sample_copy, run_cli):
+    result = run_cli("explain", sample_copy, "-o", tmp_path / "o", "--alpha", value)
     assert result.exit_code == 2
     assert "finite" in result.output
     assert not (tmp_path / "o").exists()

@@ -11,13 +11,20 @@ What a pass computes is set by ``Needs``:
   and the whole graph is kept; the same forward serves the layer gradients and then one backward
   per class and rule;
 - taps: tensors a method captures during the forward (FullGrad's bias layers), whose per-class
-  gradients it reduces as they come.
+  gradients it reduces as they come;
+- Hessian-vector products H·A at the target layers (ShapleyCAM), H the Hessian of a class score with
+  respect to the layer's output A: each class's layer gradients are taken with ``create_graph`` and
+  differentiated once more, along A, one layer at a time (pytorch-grad-cam's
+  ``autograd.grad(grads, activations, grad_outputs=activations)``: no cross-layer terms). The forward
+  then runs with attention computed explicitly (``engine.attention``): fused attention kernels cannot
+  be differentiated twice.
 Parameters' ``.grad`` are never touched. Hooks live in a ``with`` block and are removed in
 ``finally``; modes and (with ``channels_last``) the parameters' memory layout are put back.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, nullcontext
@@ -29,7 +36,10 @@ import torch
 from torch import nn
 
 from ..errors import LayerError
+from ..heads import logits_of
 from ..layout import Layout
+from .attention import ExplicitAttention
+from .needs import NOTHING, Needs
 from .rules import Rules
 
 ClassChooser = Callable[[torch.Tensor], torch.Tensor]  # class scores B×C → class indices B×K
@@ -55,22 +65,6 @@ class Tap(Protocol):
 
 
 @dataclass(frozen=True)
-class Needs:
-    """What a method needs from the pass; the engine serves the union of every method's needs."""
-
-    layer_gradients: bool = False
-    rules: frozenset[str] = frozenset()  # input gradients under these backward rules
-    taps: tuple[str, ...] = ()  # names of taps (see Capture's ``taps``)
-
-    def __or__(self, other: Needs) -> Needs:
-        return Needs(
-            self.layer_gradients or other.layer_gradients,
-            self.rules | other.rules,
-            tuple(dict.fromkeys(self.taps + other.taps)),
-        )
-
-
-@dataclass(frozen=True)
 class LayerCapture:
     """One target layer's output as maps, and the gradient of every selected class score there."""
 
@@ -79,6 +73,7 @@ class LayerCapture:
     output: torch.Tensor  # the layer's output in its own layout, detached (for feeding back)
     activations: torch.Tensor  # B×C×h×w, float32
     gradients: torch.Tensor | None  # B×K×C×h×w, float32
+    hessian: torch.Tensor | None = None  # B×K×C×h×w, H·A for each class (``Needs.hessian``), float32
 
 
 @dataclass(frozen=True)
@@ -87,6 +82,7 @@ class Pass:
 
     x: torch.Tensor  # B×3×H×W, the input as fed
     scores: torch.Tensor  # B×C class scores, float32 (logits for a softmax head)
+    values: torch.Tensor  # B×C values explained (``heads.explained_scores`` of the scores), float32
     classes: torch.Tensor  # B×K class indices
     layers: tuple[LayerCapture, ...]
     input_gradients: Mapping[str, torch.Tensor] = field(default_factory=dict)  # rule → B×K×3×H×W
@@ -94,8 +90,8 @@ class Pass:
 
     @property
     def selected(self) -> torch.Tensor:
-        """B×K scores of the selected classes."""
-        return self.scores.gather(1, self.classes)
+        """B×K explained values of the selected classes."""
+        return self.values.gather(1, self.classes)
 
 
 _LOCKS: WeakKeyDictionary[nn.Module, threading.RLock] = WeakKeyDictionary()
@@ -124,8 +120,9 @@ class Capture:
         self,
         model: nn.Module,
         layers: Sequence[tuple[str, Layout]],
-        needs: Needs = Needs(),
+        needs: Needs = NOTHING,
         scores: Scores = lambda out: out,
+        explain: Scores = lambda scores: scores,
         taps: Mapping[str, Tap] | None = None,
         channels_last: bool = False,
         autocast: Callable[[], AbstractContextManager[Any]] = nullcontext,
@@ -136,8 +133,9 @@ class Capture:
                 raise LayerError(f"No layer named '{name}'. See 'camcli layers MODEL'.")
         self.model = model
         self.layers = tuple(layers)
-        self.needs = needs
+        self.needs = dataclasses.replace(needs, layer_gradients=True) if needs.hessian else needs
         self.scores = scores
+        self.explain = explain
         self.taps = {name: (taps or {})[name] for name in needs.taps}
         self.channels_last = channels_last
         self.autocast = autocast
@@ -235,10 +233,11 @@ class Capture:
             x = x.detach().requires_grad_(True)
         grad_mode = torch.enable_grad() if self.full_graph else torch.no_grad()
         functional = self.rules.functional() if self.rules is not None else nullcontext()
+        attention = ExplicitAttention() if self.needs.hessian else nullcontext()
         self._armed = True
         try:
-            with grad_mode, functional, self.autocast():
-                out = self.model(x)
+            with grad_mode, functional, attention, self.autocast():
+                out = logits_of(self.model(x))
         finally:
             self._armed = False
         try:
@@ -248,9 +247,10 @@ class Capture:
                     raise LayerError(f"Layer '{name}' was not run by the model's forward pass.")
                 outputs.append(self._outputs[i])
             scores = self.scores(out.float())
+            values = self.explain(scores)
             classes = choose(scores.detach())
-            selected = scores.gather(1, classes)
-            grads, inputs, taps = self._backward(selected, x, outputs)
+            selected = values.gather(1, classes)
+            grads, hessians, inputs, taps = self._backward(selected, x, outputs)
         finally:
             self._outputs.clear()
         layers = tuple(
@@ -260,16 +260,23 @@ class Capture:
                 output.detach(),
                 layout.to_map(output.detach()).float(),
                 None if grads is None else torch.stack([layout.to_map(g[i]) for g in grads], dim=1).float(),
+                None if hessians is None else torch.stack([layout.to_map(h[i]) for h in hessians], dim=1).float(),
             )
             for i, ((name, layout), output) in enumerate(zip(self.layers, outputs, strict=True))
         )
-        return Pass(x.detach(), scores.detach(), classes, layers, inputs, taps)
+        return Pass(x.detach(), scores.detach(), values.detach(), classes, layers, inputs, taps)
 
     def _backward(
         self, selected: torch.Tensor, x: torch.Tensor, outputs: list[torch.Tensor]
-    ) -> tuple[list[list[torch.Tensor]] | None, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """Per class: one plain backward for the layer gradients, plain input gradient and taps, then
-        one per other rule. The graph is freed by the last one."""
+    ) -> tuple[
+        list[list[torch.Tensor]] | None,
+        list[list[torch.Tensor]] | None,
+        dict[str, torch.Tensor],
+        dict[str, torch.Tensor],
+    ]:
+        """Per class: one plain backward for the layer gradients, plain input gradient and taps (keeping
+        its own graph when Hessian-vector products are asked for, then one more backward per layer for
+        them), then one per other rule. The graph is freed by the last one."""
         needs = self.needs
         k = selected.shape[1]
         tap_tensors = {name: tap.tensors() for name, tap in self.taps.items()}
@@ -281,8 +288,9 @@ class Capture:
         for tensors in tap_tensors.values():
             plain_targets += tensors
         other_rules = [rule for rule in ("guided", "deconv") if rule in needs.rules]
-        calls = (1 if plain_targets else 0) + len(other_rules)
+        calls = (1 if plain_targets else 0) + (len(outputs) if needs.hessian else 0) + len(other_rules)
         layer_grads: list[list[torch.Tensor]] = []
+        hessians: list[list[torch.Tensor]] = []
         inputs: dict[str, list[torch.Tensor]] = {rule: [] for rule in needs.rules}
         taps: dict[str, list[torch.Tensor]] = {name: [] for name in self.taps}
         done = 0
@@ -290,8 +298,15 @@ class Capture:
             score = selected[:, j].sum()
             if plain_targets:
                 done += 1
-                found = torch.autograd.grad(score, plain_targets, retain_graph=done < calls * k, allow_unused=True)
-                grads = [torch.zeros_like(t) if g is None else g for t, g in zip(plain_targets, found, strict=True)]
+                found = torch.autograd.grad(
+                    score,
+                    plain_targets,
+                    retain_graph=needs.hessian or done < calls * k,
+                    create_graph=needs.hessian,
+                    allow_unused=True,
+                )
+                graphed = [torch.zeros_like(t) if g is None else g for t, g in zip(plain_targets, found, strict=True)]
+                grads = [g.detach() for g in graphed]
                 at = 0
                 if needs.layer_gradients:
                     layer_grads.append(grads[: len(outputs)])
@@ -302,6 +317,11 @@ class Capture:
                 for name, tensors in tap_tensors.items():
                     taps[name].append(self.taps[name].reduce(grads[at : at + len(tensors)], x.detach()))
                     at += len(tensors)
+                if needs.hessian:
+                    hessians.append([])
+                    for output, grad in zip(outputs, graphed[: len(outputs)], strict=True):
+                        done += 1
+                        hessians[-1].append(self._along(grad, output, retain=done < calls * k))
             for rule in other_rules:
                 done += 1
                 assert self.rules is not None
@@ -310,6 +330,18 @@ class Capture:
                 inputs[rule].append(torch.zeros_like(x) if found_x is None else found_x)
         return (
             layer_grads if needs.layer_gradients else None,
+            hessians if needs.hessian else None,
             {rule: torch.stack(g, dim=1).float() for rule, g in inputs.items()},
             {name: torch.stack(t, dim=1) for name, t in taps.items()},
         )
+
+    @staticmethod
+    def _along(grad: torch.Tensor, output: torch.Tensor, retain: bool) -> torch.Tensor:
+        """H·A: the derivative of the layer gradient ``grad`` (taken with its graph) along the layer's own
+        output A. Zero where the gradient does not depend on A (a layer followed only by linear maps)."""
+        if not grad.requires_grad:
+            return torch.zeros_like(output)
+        (found,) = torch.autograd.grad(
+            grad, output, grad_outputs=output.detach(), retain_graph=retain, allow_unused=True
+        )
+        return torch.zeros_like(output) if found is None else found

@@ -2,7 +2,8 @@
 
 Every forward gives the scores of all classes, so the k explained classes of an image share each
 masked, ablated or occluded forward: peers repeat them once per class. Forwards run ``batch_size``
-rows at a time, which bounds memory.
+rows at a time, which bounds memory; between two such forwards a ``stop`` request (SIGINT/SIGTERM) ends
+the work with ``StopRequested``, so one image's hundreds of forwards never delay a stop for long.
 
 Ablation changes the target layer's output, so its forwards start at that layer: the layer's
 output is replaced by the ablated rows while the part of the network below it runs once, on the
@@ -15,6 +16,7 @@ whole network instead, as peers do.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
@@ -22,13 +24,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from .capture import LayerCapture, Scores
+from ..errors import StopRequested
+from ..heads import logits_of
+from .capture import LayerCapture, Pass, Scores
 
 Rows = Callable[[int, int], torch.Tensor]  # (start, stop) → those rows of the perturbed inputs or maps
 
 
 class Probe:
-    """``probe.inputs(...)`` and ``probe.from_layer(...)``: class scores of perturbed forwards."""
+    """``probe.inputs(...)`` and ``probe.from_layer(...)``: class scores of perturbed forwards;
+    ``probe.rerun(x, classes)``: a whole pass (activations and gradients, as the method's own pass has
+    them) on other inputs, for methods that explain noisy or rescaled copies (SmoothGrad-CAM++)."""
 
     def __init__(
         self,
@@ -36,18 +42,39 @@ class Probe:
         scores: Scores,
         batch_size: int,
         autocast: Callable[[], AbstractContextManager[Any]] = nullcontext,
+        stop: threading.Event | None = None,
     ) -> None:
         self.model = model
         self.scores = scores
         self.batch_size = batch_size
+        self.stop = stop
         self.autocast = autocast
         self._modules = dict(model.named_modules())
         self._tail_works: dict[str, bool] = {}
         self.forwards = 0  # rows run, for the record and the benchmarks
+        self._rerun: Callable[[torch.Tensor, torch.Tensor], Pass] | None = None
+
+    def bound(self, rerun: Callable[[torch.Tensor, torch.Tensor], Pass]) -> Probe:
+        """This probe, with ``rerun`` running passes through the capture that serves the method."""
+        copy = object.__new__(Probe)
+        copy.__dict__.update(self.__dict__)
+        copy._rerun = rerun
+        return copy
+
+    def rerun(self, x: torch.Tensor, classes: torch.Tensor) -> Pass:
+        """A pass on ``x`` (N×3×H×W) for ``classes`` (N×K), with what the method's own pass computes."""
+        if self.stop is not None and self.stop.is_set():
+            raise StopRequested
+        if self._rerun is None:
+            raise RuntimeError("this probe cannot run passes: it is not bound to a capture")
+        self.forwards += x.shape[0]
+        return self._rerun(x, classes)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stop is not None and self.stop.is_set():
+            raise StopRequested
         with torch.no_grad(), self.autocast():
-            out = self.model(x)
+            out = logits_of(self.model(x))
         self.forwards += x.shape[0]
         return self.scores(out.float())
 

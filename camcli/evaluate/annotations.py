@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 CSV_COLUMNS = ("path", "class", "x0", "y0", "x1", "y1")
 CLASS_MAP_COLUMNS = ("source", "target")
+CLASSES_COLUMNS = ("path", "class")
 MatchBy = Literal["path", "suffix", "mask"]
 ImageRef = tuple[Path, PurePosixPath]  # an explained image: its source path, its folder under the output
 
@@ -107,9 +108,15 @@ def _check_box(box: Box, where: str) -> Box:
     return box
 
 
+ANNOTATION_LIMIT = 1 << 30  # bytes of one annotation file
+
+
 def _read_bytes(path: Path) -> bytes:
+    """A regular file's bytes, bounded (an annotation path may name a FIFO or a device)."""
+    from ..outputs import read_bytes
+
     try:
-        return path.read_bytes()
+        return read_bytes(path, ANNOTATION_LIMIT)
     except OSError as exc:
         raise AnnotationError(f"Cannot read annotation file '{path}': {exc.strerror or exc}.") from exc
 
@@ -154,6 +161,24 @@ def _remap(truths: list[ImageTruth], class_map: Mapping[str, str] | None) -> lis
 
 
 # --- CSV -----------------------------------------------------------------------------------------
+
+
+def read_classes(path: Path) -> list[ImageTruth]:
+    """``--classes-from``: a CSV with the header ``path,class`` (further columns ignored), one row per
+    (image, class) to explain; ``path`` relative to the CSV's folder or absolute, ``class`` an index or a
+    label. An image may have several rows."""
+    found: dict[str, tuple[str, list[GroundTruthObject]]] = {}
+    for line, row in _csv_rows(path, CLASSES_COLUMNS):
+        where = f"{path} line {line}"
+        name, spec = (row[0].strip(), row[1].strip()) if len(row) >= 2 else ("", "")
+        if not name or not spec:
+            raise AnnotationError(f"{where}: expected 'path,class' with both filled in, e.g. 'cat.jpg,tabby'.")
+        image = Path(name) if Path(name).is_absolute() else path.parent / name
+        key = str(image.resolve())
+        found.setdefault(key, (where, []))[1].append(GroundTruthObject(spec, None, None, where))
+    if not found:
+        raise AnnotationError(f"{path} names no image. Its rows are path,class (e.g. 'cat.jpg,tabby').")
+    return [ImageTruth(key, "path", tuple(objects), where) for key, (where, objects) in found.items()]
 
 
 def read_csv(path: Path, class_map: Mapping[str, str] | None = None) -> list[ImageTruth]:
@@ -235,7 +260,7 @@ def _voc_size(root: ET.Element, path: Path) -> tuple[int, int] | None:
     values = []
     for tag in ("width", "height"):
         text = _child_text(size, tag)
-        if text is None or not text.isdigit() or int(text) == 0:
+        if text is None or not (text.isascii() and text.isdigit()) or int(text) == 0:
             raise AnnotationError(
                 f"{path} annotation/size/{tag}: '{text or ''}' is not a positive whole number of "
                 "pixels. Fix it or remove the <size> element."
@@ -349,6 +374,8 @@ def read_coco(path: Path, class_map: Mapping[str, str] | None = None) -> list[Im
         doc = json.loads(_decode(_read_bytes(path), path))
     except json.JSONDecodeError as exc:
         raise AnnotationError(f"{path} line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg}).") from None
+    except RecursionError:
+        raise AnnotationError(f"{path}: JSON nested too deeply to be a COCO file.") from None
     if not isinstance(doc, dict):
         raise AnnotationError(
             f"{path}: the top level is not an object. A COCO file is an object with the lists "
@@ -356,9 +383,16 @@ def read_coco(path: Path, class_map: Mapping[str, str] | None = None) -> list[Im
         )
     images, annotations, categories = (_json_list(doc, k, path) for k in ("images", "annotations", "categories"))
     names: dict[int | str, str] = {}
+    defined: dict[int | str, int] = {}
     for i, cat in enumerate(categories):
         cid = _json_field(cat, "id", f"{path} categories[{i}]", (int, str))
         name = _json_field(cat, "name", f"{path} categories[{i}]", (str,))
+        if cid in defined:
+            raise AnnotationError(
+                f"{path} categories[{i}]: repeats the id {cid!r} of categories[{defined[cid]}]. Each category "
+                "id names one class: give one of them another id."
+            )
+        defined[cid] = i
         names[cid] = (class_map or {}).get(str(cid), (class_map or {}).get(name, name))
     files: dict[int | str, tuple[str, str, tuple[int, int] | None]] = {}
     seen: dict[str, str] = {}
@@ -431,11 +465,16 @@ def read_annotations(path: Path, class_map: Mapping[str, str] | None = None) -> 
 # --- masks ---------------------------------------------------------------------------------------
 
 
-def read_masks(folder: Path, class_map: Mapping[str, str] | None = None) -> list[ImageTruth]:
+def read_masks(
+    folder: Path, class_map: Mapping[str, str] | None = None, max_pixels: int = 100_000_000
+) -> list[ImageTruth]:
     """``--masks DIR``: ``DIR/<class>/<image path under its input folder, suffix replaced by .png>``.
 
-    Only the layout is read here; :func:`load_mask` reads a mask and checks its size.
+    Only the layout and each mask's header are read here (a mask over ``max_pixels`` is refused before
+    anything is explained); :func:`load_mask` reads a mask and checks it against its image.
     """
+    from PIL import Image
+
     if not folder.is_dir():
         raise AnnotationError(f"Mask folder '{folder}' does not exist or is not a folder.")
     found: dict[str, list[GroundTruthObject]] = {}
@@ -453,6 +492,16 @@ def read_masks(folder: Path, class_map: Mapping[str, str] | None = None) -> list
                 f"Mask '{file}' is not a .png file. Masks are PNGs named like their image with "
                 f"the suffix replaced: {rel.with_suffix('.png').name}."
             )
+        try:
+            with Image.open(file) as opened:
+                width, height = opened.size
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise AnnotationError(f"Cannot read mask '{file}': {exc}. Masks must be readable PNG images.") from None
+        if width * height > max_pixels:
+            raise AnnotationError(
+                f"Mask '{file}' declares {width}×{height} = {width * height:,} pixels, over the limit of "
+                f"{max_pixels:,} (--max-pixels). A mask has its image's size."
+            )
         key = PurePosixPath(*rel.parts[1:]).with_suffix(".png").as_posix()
         found.setdefault(key, []).append(GroundTruthObject(rel.parts[0], None, file, str(file)))
     if not found:
@@ -460,19 +509,34 @@ def read_masks(folder: Path, class_map: Mapping[str, str] | None = None) -> list
     return _remap([ImageTruth(k, "mask", tuple(v), str(v[0].mask)) for k, v in found.items()], class_map)
 
 
-def load_mask(path: Path, size: tuple[int, int], image: str) -> npt.NDArray[np.bool_]:
+def load_mask(path: Path, size: tuple[int, int], image: str, max_pixels: int = 100_000_000) -> npt.NDArray[np.bool_]:
     """The mask as height×width booleans: nonzero in any colour channel (alpha ignored; for palette
     images, a nonzero index) is the object. It must have its image's size (width, height) as a viewer
-    shows it; the mask's own EXIF orientation, if any, is applied too."""
+    shows it; the mask's own EXIF orientation, if any, is applied too. Its size is checked from its
+    header before it is decoded (``max_pixels``, then its image's size): a small file may declare a
+    huge picture. Only a regular file is read."""
     import numpy as np
     from PIL import Image, ImageOps, UnidentifiedImageError
 
+    from ..outputs import read_bytes
+
     try:
-        with Image.open(path) as opened:
+        with Image.open(io.BytesIO(read_bytes(path, 1 << 30))) as opened:
+            width, height = opened.size
+            if width * height > max_pixels:
+                raise AnnotationError(
+                    f"Mask '{path}' declares {width}×{height} = {width * height:,} pixels, over the limit of "
+                    f"{max_pixels:,} (--max-pixels). A mask has its image's size ({size[0]}×{size[1]})."
+                )
+            if {width, height} != set(size):
+                raise AnnotationError(
+                    f"Mask '{path}' is {width}×{height} pixels but its image '{image}' is {size[0]}×{size[1]}. "
+                    "A mask must have its image's size, as a viewer shows it."
+                )
             picture = ImageOps.exif_transpose(opened)
             bands = picture.getbands()
             pixels = np.asarray(picture)
-    except (OSError, UnidentifiedImageError) as exc:
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
         raise AnnotationError(f"Cannot read mask '{path}': {exc}. Masks must be readable PNG images.") from None
     if picture.size != size:
         raise AnnotationError(

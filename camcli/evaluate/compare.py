@@ -9,7 +9,6 @@ the top-1 maps of one method, A's top-1 against B's even when the classes differ
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 from dataclasses import dataclass
@@ -19,12 +18,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .. import outputs
 from ..errors import CamcliError
 from ..maps import BOX_THRESHOLD
 from . import metrics
 
 SCHEMA_VERSION = 1
-JSON_NAME = "explanation.json"
 Doc = dict[str, Any]
 
 
@@ -38,32 +37,27 @@ class _Image:
 
 
 def _read_run(run: Path) -> list[_Image]:
-    """The images of a run, from its summary.jsonl (one line per image, written as each finishes)."""
-    summary = run / "summary.jsonl"
-    try:
-        lines = summary.read_text(encoding="utf-8").splitlines()
-    except OSError:
+    """The images of a run (``outputs.RunFolder``): a missing or unreadable explanation.json, or one that
+    records a failure, makes its image failed in this run."""
+    folder = outputs.RunFolder(run)
+    if not folder.exists() or (folder.run_record() is None and not (run / outputs.SUMMARY).exists()):
         raise CamcliError(
-            f"'{run}' is not a camcli explain output folder: it has no readable summary.jsonl. "
+            f"'{run}' is not a camcli explain output folder: it has no readable run.json or summary.jsonl. "
             "Pass the --out folder of a camcli explain run."
-        ) from None
+        )
     images = []
-    for number, line in enumerate(lines, 1):
-        try:
-            entry = json.loads(line)
-            rel = str(entry["json"]).rsplit("/", 1)[0]
-            path, status, error = str(entry["path"]), entry["status"], entry.get("error")
-        except (ValueError, KeyError, TypeError):
-            raise CamcliError(
-                f"{summary} line {number} is not a camcli summary line. Run camcli explain again to rewrite it."
-            ) from None
-        folder = run / rel
-        try:
-            doc = json.loads((folder / JSON_NAME).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            doc, error = {}, error or f"cannot read {folder / JSON_NAME}: {exc}"
-        failed = status != "ok" or doc.get("status") != "ok"
-        images.append(_Image(path, rel, folder, doc, (error or "failed") if failed else None))
+    for image in folder.images():
+        doc = image.doc or {}
+        line = image.line or {}
+        error = image.problem or (line.get("error") if isinstance(line.get("error"), str) else None)
+        if image.doc is None and image.problem is None:
+            error = f"no {outputs.EXPLANATION} in {image.folder}"
+        failed = doc.get("status") != "ok"
+        if failed and error is None and isinstance(doc.get("error"), dict):
+            error = str(doc["error"].get("message"))
+        images.append(
+            _Image(image.path, image.rel.as_posix(), image.folder, doc, (error or "failed") if failed else None)
+        )
     return images
 
 
@@ -85,36 +79,25 @@ def _pair(images_a: list[_Image], images_b: list[_Image]) -> tuple[list[Pair], l
 
 
 def _top1(doc: Doc) -> dict[str, Any] | None:
-    best = doc["predictions"][0] if doc["predictions"] else None
-    return None if best is None else {k: best[k] for k in ("class_index", "label", "probability")}
-
-
-def _find(doc: Doc, method: str, cls: int | None) -> dict[str, Any] | None:
-    return next((e for e in doc["explanations"] if e["method"] == method and e["class_index"] == cls), None)
-
-
-def _is_heat_map(image: _Image, exp: dict[str, Any]) -> bool:
-    """CAM methods have an h×w raw map; pixel-space ones (guided) a 3×H×W one, or an "image" file."""
-    files = exp.get("files", {})
-    if "raw_map" in files:
-        return bool(np.load(image.folder / files["raw_map"], mmap_mode="r").ndim == 2)
-    return "image" not in files
+    predictions = doc.get("predictions")
+    best = predictions[0] if isinstance(predictions, list) and predictions else None
+    return None if not isinstance(best, dict) else {k: best.get(k) for k in ("class_index", "label", "probability")}
 
 
 def _heat_methods(pairs: list[Pair]) -> list[str]:
     """Methods explained in both runs whose maps are heat maps, in run A's order."""
-    first: dict[str, tuple[_Image, dict[str, Any]]] = {}
+    first: dict[str, dict[str, Any]] = {}
     in_b: set[str] = set()
     for a, b in pairs:
-        for exp in a.doc["explanations"]:
-            first.setdefault(exp["method"], (a, exp))
-        in_b.update(e["method"] for e in b.doc["explanations"])
-    return [m for m, (image, exp) in first.items() if m in in_b and _is_heat_map(image, exp)]
+        for exp in outputs.entries(a.doc):
+            first.setdefault(outputs.key_of(exp), exp)
+        in_b.update(outputs.key_of(e) for e in outputs.entries(b.doc))
+    return [m for m, exp in first.items() if m in in_b and outputs.is_heat_map(exp)]
 
 
 def _raw(image: _Image, exp: dict[str, Any]) -> npt.NDArray[Any] | None:
     name = exp.get("files", {}).get("raw_map")
-    return None if name is None else np.load(image.folder / name)
+    return None if not isinstance(name, str) else outputs.load_map(image.folder / name, 2)
 
 
 def _full(image: _Image, exp: dict[str, Any]) -> npt.NDArray[Any] | None:
@@ -123,8 +106,8 @@ def _full(image: _Image, exp: dict[str, Any]) -> npt.NDArray[Any] | None:
 
     files = exp.get("files", {})
     if "raw_map" in files:
-        return full_map(image.folder / JSON_NAME, exp)
-    return np.load(image.folder / files["map"]) if "map" in files else None
+        return full_map(image.folder / outputs.EXPLANATION, exp)
+    return outputs.load_map(image.folder / files["map"], 2) if isinstance(files.get("map"), str) else None
 
 
 def _geometry(doc: Doc) -> tuple[Any, Any]:
@@ -139,7 +122,9 @@ def _maps(a: _Image, exp_a: dict[str, Any], b: _Image, exp_b: dict[str, Any]) ->
     import torch
 
     from ..maps import input_map
+    from ..records import Geometry
 
+    Geometry.from_doc(a.doc), Geometry.from_doc(b.doc)  # checked: they size what is allocated below
     raw_a, raw_b = _raw(a, exp_a), _raw(b, exp_b)
     if raw_a is not None and raw_b is not None and _geometry(a.doc) == _geometry(b.doc):
         size = tuple(a.doc["model"]["input_size"])
@@ -171,9 +156,12 @@ def _similarity(
 
 
 def _compare(a: _Image, exp_a: dict[str, Any], b: _Image, exp_b: dict[str, Any], threshold: float) -> dict[str, Any]:
-    loaded = _maps(a, exp_a, b, exp_b)
+    try:
+        loaded = _maps(a, exp_a, b, exp_b)
+    except ValueError as exc:  # a saved map that is not a map: this pair cannot be compared
+        loaded = str(exc)
     found: dict[str, Any] = {
-        "method": exp_a["method"],
+        "method": outputs.key_of(exp_a),
         "class_a": exp_a["class_index"],
         "class_b": exp_b["class_index"],
     }
@@ -186,8 +174,9 @@ def _compare(a: _Image, exp_a: dict[str, Any], b: _Image, exp_b: dict[str, Any],
 def _same_class_maps(a: _Image, b: _Image, methods: list[str], threshold: float) -> list[dict[str, Any]]:
     """Every (method, class) heat map that both runs explained, compared."""
     found = []
-    for exp_a in a.doc["explanations"]:
-        exp_b = _find(b.doc, exp_a["method"], exp_a["class_index"]) if exp_a["method"] in methods else None
+    for exp_a in outputs.entries(a.doc):
+        key = outputs.key_of(exp_a)
+        exp_b = outputs.find(b.doc, key, exp_a["class_index"]) if key in methods else None
         if exp_b is not None:
             found.append(_compare(a, exp_a, b, exp_b, threshold))
     return found
@@ -214,7 +203,7 @@ def _image_entry(a: _Image, b: _Image, methods: list[str], primary: str | None, 
     mine = [m for m in maps if m["method"] == primary]
     head = next((m for m in mine if m["class_a"] == class_a), None) if class_a == class_b else None
     if head is None and class_a != class_b and primary is not None:
-        head_a, head_b = _find(a.doc, primary, class_a), _find(b.doc, primary, class_b)
+        head_a, head_b = outputs.find(a.doc, primary, class_a), outputs.find(b.doc, primary, class_b)
         head = _compare(a, head_a, b, head_b, threshold) if head_a and head_b else None
     head = head or next(iter(mine), None)
     if head is None:

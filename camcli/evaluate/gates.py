@@ -1,5 +1,10 @@
 """Pass/fail gates for ``camcli evaluate``: ``--max-loc-error``, ``--min-pointing-game``, ... .
 
+Each bounds one metric that has a direction: an error or AUC that should stay low, a share, a score or a
+correlation that should stay high. Complexity has no gate: its range, ln(H·W), depends on the model's
+input size, so no one threshold would mean the same for every model. ARCC's parts have none of their
+own: ``--min-arcc`` bounds them together.
+
 A gate's value is ``VALUE`` (every evaluated method must meet it) or ``METHOD:VALUE`` (that method
 only; it replaces a plain value of the same gate for that method). Every gate given is checked,
 and a gate whose metric was not computed fails with the reason: a gate never passes by default.
@@ -20,8 +25,13 @@ from .schema import BY_KEY
 @dataclass(frozen=True)
 class GateKind:
     name: str  # the option without its dashes
-    metric: str  # the key in metrics.json it bounds
+    metric: str  # the metric it bounds (``schema.METRICS``)
     bound: Literal["min", "max"]
+    low: float = 0.0  # the smallest threshold that means something: 0 for shares, -1 for ROAD and ρ
+
+    @property
+    def label(self) -> str:
+        return BY_KEY[self.metric].label
 
 
 GATES = {
@@ -32,6 +42,10 @@ GATES = {
         GateKind("min-energy", "energy_pointing_game", "min"),
         GateKind("min-insertion-auc", "insertion_auc", "min"),
         GateKind("max-deletion-auc", "deletion_auc", "max"),
+        GateKind("min-road-combined", "road_combined", "min", low=-1.0),
+        GateKind("min-occlusion-correlation", "occlusion_correlation", "min", low=-1.0),
+        GateKind("min-sparseness", "sparseness", "min"),
+        GateKind("min-arcc", "arcc", "min"),
     )
 }
 
@@ -56,14 +70,25 @@ def parse_gate(name: str, value: str | float, where: str = "") -> Gate:
     if isinstance(value, str):
         method_text, _, text = value.rpartition(":")
         method = method_text.strip().lower() or None
+    if method is not None:
+        from .. import methods
+
+        method = methods.ALIASES.get(method, method)
+        if method not in methods.names():
+            raise CamcliError(
+                f"{context}--{key} '{value}' names the method '{method}', which camcli does not know. "
+                f"Write VALUE for every method or METHOD:VALUE with one of {', '.join(methods.names())}."
+            )
     try:
         threshold = float(text)
     except ValueError:
         raise CamcliError(
             f"{context}--{key} '{value}' is not a number. Write VALUE or METHOD:VALUE, e.g. 0.5 or gradcam:0.5."
         ) from None
-    if not math.isfinite(threshold) or not 0 <= threshold <= 1:
-        raise CamcliError(f"{context}--{key} {text.strip()} is not a share between 0 and 1 (write 0.45 for 45%).")
+    low = GATES[key].low
+    if not math.isfinite(threshold) or not low <= threshold <= 1:
+        what = "a share between 0 and 1 (write 0.45 for 45%)" if low == 0 else f"between {low:g} and 1"
+        raise CamcliError(f"{context}--{key} {text.strip()} is not {what}.")
     return Gate(key, method, threshold)
 
 

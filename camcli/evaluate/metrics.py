@@ -119,24 +119,44 @@ def mean(values: Iterable[float | None]) -> float | None:
     return math.fsum(defined) / len(defined) if defined else None
 
 
-def localization_metrics(cases: Sequence[LocalizationCase]) -> dict[str, float | None]:
-    """Top-1/top-5 classification and localization errors (1 − share correct) and GT-known
-    localization accuracy over images, as ILSVRC and the Grad-CAM paper (Table 1) report them.
-    Localization figures count images with ground-truth boxes; one undecidable image makes its
-    figure None (e.g. top-5 without --top-k 5)."""
+def case_outcomes(case: LocalizationCase) -> dict[str, Any]:
+    """One image's outcomes for the ILSVRC protocol, as plain JSON values (per_image.jsonl keeps them, so
+    metrics can be computed again from the lines alone): classification (top-1/top-5 right), whether it
+    has ground-truth boxes, top-1/top-5 localization and ground-truth-known localization per class."""
+    has_boxes = any(case.gt_boxes.values())
+    return {
+        "top1_cls": bool(set(case.predicted[:1]) & set(case.gt_boxes)),
+        "top5_cls": bool(set(case.predicted[:5]) & set(case.gt_boxes)),
+        "boxes": has_boxes,
+        "top1_loc": top_k_localization(case, 1) if has_boxes else None,
+        "top5_loc": top_k_localization(case, 5) if has_boxes else None,
+        "gt_known": gt_known_localization(case) if has_boxes else [],
+    }
 
-    def error(outcomes: Iterable[bool | None]) -> float | None:
-        right = share(outcomes)
+
+def localization_from_outcomes(outcomes: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
+    """Top-1/top-5 classification and localization errors (1 − share correct) and GT-known
+    localization accuracy over images (their ``case_outcomes``), as ILSVRC and the Grad-CAM paper
+    (Table 1) report them. Localization figures count images with ground-truth boxes; one undecidable
+    image makes its figure None (e.g. top-5 without --top-k 5)."""
+
+    def error(found: Iterable[bool | None]) -> float | None:
+        right = share(found)
         return None if right is None else 1.0 - right
 
-    with_boxes = [c for c in cases if any(c.gt_boxes.values())]
+    with_boxes = [o for o in outcomes if o["boxes"]]
     return {
-        "top1_cls_error": error(bool(set(c.predicted[:1]) & set(c.gt_boxes)) for c in cases),
-        "top5_cls_error": error(bool(set(c.predicted[:5]) & set(c.gt_boxes)) for c in cases),
-        "top1_loc_error": error(top_k_localization(c, 1) for c in with_boxes),
-        "top5_loc_error": error(top_k_localization(c, 5) for c in with_boxes),
-        "gt_known_loc_accuracy": share(o for c in with_boxes for o in gt_known_localization(c)),
+        "top1_cls_error": error(o["top1_cls"] for o in outcomes),
+        "top5_cls_error": error(o["top5_cls"] for o in outcomes),
+        "top1_loc_error": error(o["top1_loc"] for o in with_boxes),
+        "top5_loc_error": error(o["top5_loc"] for o in with_boxes),
+        "gt_known_loc_accuracy": share(v for o in with_boxes for v in o["gt_known"]),
     }
+
+
+def localization_metrics(cases: Sequence[LocalizationCase]) -> dict[str, float | None]:
+    """``localization_from_outcomes`` of the cases' outcomes."""
+    return localization_from_outcomes([case_outcomes(c) for c in cases])
 
 
 # --- pointing games ------------------------------------------------------------------------------
@@ -232,17 +252,6 @@ class FaithfulnessCurves:
     @property
     def insertion_auc(self) -> float:
         return auc(self.insertion)
-
-
-def softmax_scores(model: torch.nn.Module) -> ClassScoreFn:
-    """A ClassScoreFn from a classifier: softmax probability of each row's class, without autograd."""
-
-    def score(batch: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
-            logits: torch.Tensor = model(batch)
-            return logits.float().softmax(dim=1).gather(1, classes[:, None])[:, 0]
-
-    return score
 
 
 def _scores(
@@ -366,6 +375,94 @@ def increase_in_confidence(y: npt.ArrayLike, o: npt.ArrayLike) -> float | None:
     return float(100 * np.mean(ov > yv)) if len(yv) else None
 
 
+# --- pytorch-grad-cam's CamMultImageConfidenceChange and ARCC ----------------------------------------
+
+
+def multiplied_by_map(x: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+    """pytorch-grad-cam's perturbation for CamMultImageConfidenceChange and ARCC's coherency: the
+    *normalized* input times the map (N×C×H×W × N×H×W in [0, 1]), so a map of 0 gives the mean colour,
+    unlike Grad-CAM++'s pixel-space product (``masked_by_map``)."""
+    return x * maps.to(x.dtype)[:, None]
+
+
+def drop_in_confidence(changes: Iterable[float]) -> float | None:
+    """pytorch-grad-cam's DropInConfidence, averaged: mean max(0, −Δ) over the changes Δ = O − Y of the
+    class's probability (absolute, not relative to Y as Grad-CAM++'s average drop). None without any."""
+    return mean(max(-c, 0.0) for c in changes)
+
+
+def arcc_complexity(maps: npt.ArrayLike) -> list[float]:
+    """ARCC's Complexity (pytorch-grad-cam ``metrics.arcc.Complexity``): the L1 norm of each map (...×H×W,
+    in [0, 1]) divided by its pixel count, from 0 (all zero) to 1 (all one). Not Quantus's entropy
+    (``complexity``)."""
+    flat, _ = _magnitudes(maps)
+    return [float(v) for v in flat.mean(axis=1)]
+
+
+COHERENCY_EPS = 1e-8  # pytorch-grad-cam's guard in the Pearson denominator, per (n − 1)-normalized std
+ARCC_EPS = 1e-8  # pytorch-grad-cam's guard in each term of the harmonic mean
+
+
+def coherency(a: npt.ArrayLike, b: npt.ArrayLike) -> float:
+    """ARCC's Coherency: (ρ + 1) / 2 for the Pearson ρ of two same-sized maps, with pytorch-grad-cam's
+    guard, cov / (σ_a σ_b + 1e-8) (sample statistics), so a constant map gives ρ = 0 and 0.5, as there."""
+    va = np.asarray(a, dtype=np.float64).ravel()
+    vb = np.asarray(b, dtype=np.float64).ravel()
+    if va.shape != vb.shape:
+        raise ValueError(f"maps of {va.size} and {vb.size} values cannot be compared")
+    va, vb = va - va.mean(), vb - vb.mean()
+    n = len(va) - 1  # the sample normalization cancels except against the guard
+    rho = float(va @ vb) / n / (math.sqrt(float(va @ va) / n * float(vb @ vb) / n) + COHERENCY_EPS)
+    return (rho + 1) / 2
+
+
+def arcc_road(road_combined: float) -> float:
+    """ROAD combined as ARCC uses it: (LeRF − MoRF) / 2 lies in [−0.5, 0.5]; 2× it, clipped to [0, 1]."""
+    return min(max(2 * road_combined, 0.0), 1.0)
+
+
+def arcc(complexity: float, coherency: float, road_combined: float) -> float:
+    """ARCC (pytorch-grad-cam ``metrics.arcc.ARCC``): the harmonic mean of coherency, 1 − complexity and
+    ``arcc_road``, each term guarded by 1e-8: 3 / (1/(h + ε) + 1/(1 − c + ε) + 1/(r + ε)). In [0, 1];
+    any one part near 0 pulls it to 0, so a map must be coherent, simple and faithful at once."""
+    parts = (coherency, 1 - complexity, arcc_road(road_combined))
+    return 3 / math.fsum(1 / (p + ARCC_EPS) for p in parts)
+
+
+# --- the map alone: complexity and sparseness (Quantus) -------------------------------------------
+
+
+def _magnitudes(maps: npt.ArrayLike) -> tuple[FloatArray, BoolArray]:
+    """The absolute values of maps (...×H×W) in float64, one flattened map per row, and which rows are not
+    all zero."""
+    values = np.abs(np.asarray(maps, dtype=np.float64))
+    flat = values.reshape(-1, values.shape[-2] * values.shape[-1])
+    return flat, flat.max(axis=1) > 0
+
+
+def complexity(maps: npt.ArrayLike) -> list[float | None]:
+    """Complexity (Bhatt et al. 2020, as Quantus's ``Complexity``): the entropy, in nats, of each map's
+    absolute values as a distribution, p = |a| / Σ|a|: −Σ p·ln(p + 1e-12). From 0 (one pixel holds all the
+    evidence) to ln(H·W) (evidence spread evenly); lower is simpler. None for an all-zero map."""
+    flat, nonzero = _magnitudes(maps)
+    p = flat / np.where(nonzero, flat.sum(axis=1), 1.0)[:, None]
+    entropy = -(p * np.log(p + 1e-12)).sum(axis=1)
+    return [float(e) if ok else None for e, ok in zip(entropy, nonzero, strict=True)]
+
+
+def sparseness(maps: npt.ArrayLike) -> list[float | None]:
+    """Sparseness (Chalasani et al. 2020, as Quantus's ``Sparseness``): the Gini index of each map's absolute
+    values scaled by their maximum, plus 1e-7 (Quantus's guard): Σ_i (2i − n − 1)·a_(i) / (n·Σ a) over the
+    n values sorted ascending. From 0 (uniform) towards 1 (one pixel); higher is sparser. None for an
+    all-zero map."""
+    flat, nonzero = _magnitudes(maps)
+    scaled = np.sort(flat / np.where(nonzero, flat.max(axis=1), 1.0)[:, None] + 1e-7, axis=1)
+    n = scaled.shape[1]
+    weights = 2 * np.arange(1, n + 1) - n - 1
+    gini = (scaled @ weights) / (n * scaled.sum(axis=1))
+    return [float(g) if ok else None for g, ok in zip(gini, nonzero, strict=True)]
+
+
 # --- map against map -----------------------------------------------------------------------------
 
 
@@ -399,46 +496,3 @@ def mask_iou(a: npt.ArrayLike, b: npt.ArrayLike, threshold: float = BOX_THRESHOL
     ma, mb = top_mask(a, threshold), top_mask(b, threshold)
     union = int(np.count_nonzero(ma | mb))
     return int(np.count_nonzero(ma & mb)) / union if union else None
-
-
-def sanity_correlations(
-    original: npt.ArrayLike, randomized: Sequence[tuple[str, npt.ArrayLike]]
-) -> list[dict[str, Any]]:
-    """Model-randomization test (Adebayo et al. 2018): for each randomization step (e.g. layers
-    re-initialized from the top down), Spearman's ρ between the original map and the map after that
-    step, plain and of absolute values (they report both). A faithful method decorrelates quickly."""
-    base = np.asarray(original)
-    return [
-        {"step": name, "spearman": spearman(base, heat), "spearman_abs": spearman(np.abs(base), np.abs(heat))}
-        for name, heat in randomized
-    ]
-
-
-def summarize(
-    localization: Sequence[LocalizationCase] | None = None,
-    pointing: Sequence[bool] | None = None,
-    energy: Sequence[float | None] | None = None,
-    faithfulness: Sequence[FaithfulnessCurves] | None = None,
-    confidence: tuple[npt.ArrayLike, npt.ArrayLike] | None = None,
-) -> dict[str, float | None]:
-    """One method's entry of metrics.json (keys: :data:`camcli.evaluate.schema.METRICS`).
-
-    An argument left None was not computed, and its keys are absent (a gate on them then fails as
-    "not computed"); one given but with nothing to count yields None values. ``pointing``: one hit per
-    (image, ground-truth class); ``energy``: one share per (image, class); ``faithfulness``: one pair
-    of curves per (image, class); ``confidence``: (Y, O) per (image, class), see :func:`average_drop`.
-    """
-    found: dict[str, float | None] = {}
-    if localization is not None:
-        found.update(localization_metrics(localization))
-    if pointing is not None:
-        found["pointing_game"] = share(pointing)
-    if energy is not None:
-        found["energy_pointing_game"] = mean(energy)
-    if faithfulness is not None:
-        found["deletion_auc"] = mean(c.deletion_auc for c in faithfulness)
-        found["insertion_auc"] = mean(c.insertion_auc for c in faithfulness)
-    if confidence is not None:
-        found["average_drop_pct"] = average_drop(*confidence)
-        found["increase_in_confidence_pct"] = increase_in_confidence(*confidence)
-    return found

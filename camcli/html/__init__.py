@@ -40,8 +40,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .. import __version__
-from ..discover import OUTPUT_MARKER
-from .collect import REPORT_DIR, ImageDoc, audits, explanation_files, image_doc, missing_from, read_json, table_of
+from ..outputs import MARKER, METRICS, REPORT, RUN, try_json
+from .collect import ImageDoc, audits, explanation_files, image_doc, missing_from, table_of
 from .compare import load_compare
 from .data import Tables, image_record, metric_keys
 from .meta import evaluation, legend, run_info
@@ -63,8 +63,8 @@ def build_report(out_dir: Path, *, compare: Path | None = None, progress: Progre
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
         raise ValueError(f"{out_dir} is not a folder: pass the output folder of `camcli explain` (-o)")
-    report_dir = out_dir / REPORT_DIR
-    run = read_json(out_dir / "run.json")
+    report_dir = out_dir / REPORT
+    run = try_json(out_dir / RUN)
     docs, thumbs, unreadable = _read_images(out_dir, progress)
     docs += missing_from(docs, out_dir)
     thumbs += [None] * (len(docs) - len(thumbs))
@@ -77,7 +77,7 @@ def build_report(out_dir: Path, *, compare: Path | None = None, progress: Progre
     meta = {
         "run": run_info(run),
         "found": _found(docs, unreadable),
-        "evaluation": evaluation(read_json(out_dir / "metrics.json")),
+        "evaluation": evaluation(try_json(out_dir / METRICS)),
         "legend": legend(run),
         "labels": tables.labels,
         "methods": tables.methods,
@@ -88,7 +88,7 @@ def build_report(out_dir: Path, *, compare: Path | None = None, progress: Progre
         "camcli": __version__,
     }
     index = write_page(report_dir, meta, images, pairs)
-    (report_dir / OUTPUT_MARKER).write_text("{}\n")  # later walks of OUT never take the thumbnails for images
+    (report_dir / MARKER).write_text("{}\n")  # later walks of OUT never take the thumbnails for images
     return index
 
 

@@ -6,17 +6,13 @@ missing (being redone); run.json, metrics.json and per_image.jsonl are optional 
 
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import outputs
 from .encode import plain_name
 
-JSON_NAME = "explanation.json"
-REPORT_DIR = "report"
 HIT_KEYS = ("pointing_hit", "hit", "pointing_game.hit")  # the per-image audit outcome, first found
 
 
@@ -51,44 +47,14 @@ class ImageDoc:
     fingerprint: str = ""
 
 
-def read_json(path: Path) -> Any:
-    """A JSON file's content, or None when it is missing or unreadable (a run may be mid-write)."""
-    try:
-        with open(path, "rb") as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
-        return None
-
-
-def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    """The objects of a JSON-lines file; a torn last line of a running run is skipped."""
-    try:
-        with open(path, "rb") as fh:
-            for line in fh:
-                try:
-                    value = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(value, dict):
-                    yield value
-    except OSError:
-        return
-
-
 def explanation_files(out_dir: Path) -> list[Path]:
-    """Every explanation.json below ``out_dir`` (not in its report/ folder), in path order."""
-    found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(out_dir):
-        if Path(dirpath) == out_dir and REPORT_DIR in dirnames:
-            dirnames.remove(REPORT_DIR)
-        if JSON_NAME in filenames:
-            found.append(Path(dirpath) / JSON_NAME)
-    return sorted(found)
+    """Every image's explanation.json of the run in ``out_dir`` (``outputs.RunFolder``), in path order."""
+    return outputs.RunFolder(out_dir).explanation_files()
 
 
 def image_doc(json_path: Path) -> ImageDoc | None:
     """The report's view of one explanation.json; None if it is not a readable camcli document."""
-    doc = read_json(json_path)
+    doc = outputs.try_json(json_path)
     if not isinstance(doc, dict) or not isinstance(doc.get("source"), dict):
         return None
     source = doc["source"]
@@ -121,7 +87,7 @@ def missing_from(docs: list[ImageDoc], out_dir: Path) -> list[ImageDoc]:
     """Images summary.jsonl lists whose explanation.json was not found (e.g. being redone)."""
     seen = {doc.path for doc in docs}
     extra: dict[str, ImageDoc] = {}
-    for line in read_jsonl(out_dir / "summary.jsonl"):
+    for line in outputs.read_jsonl(out_dir / outputs.SUMMARY):
         path = line.get("path")
         if isinstance(path, str) and path not in seen:
             extra[path] = summary_only(line)
@@ -131,7 +97,7 @@ def missing_from(docs: list[ImageDoc], out_dir: Path) -> list[ImageDoc]:
 def audits(out_dir: Path) -> dict[str, dict[str, dict[str, Any]]]:
     """per_image.jsonl as {source path: {method: {metric: scalar}}}; image-wide values under "(image)"."""
     result: dict[str, dict[str, dict[str, Any]]] = {}
-    for line in read_jsonl(out_dir / "per_image.jsonl"):
+    for line in outputs.read_jsonl(out_dir / outputs.PER_IMAGE):
         path = line.get("path")
         if not isinstance(path, str):
             continue

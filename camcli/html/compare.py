@@ -10,7 +10,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .collect import JSON_NAME, image_doc, read_json, table_of
+from ..outputs import EXPLANATION, try_json
+from .collect import image_doc, table_of
 from .data import num
 from .encode import url_path
 
@@ -22,7 +23,7 @@ def load_compare(path: Path, report_dir: Path) -> tuple[dict[str, Any], list[lis
     [path, a_picture, b_picture, a_json, b_json, top1_a, top1_b, top1_changed, spearman, mask_iou, box_iou]
     with pictures and JSON links as URLs relative to report/ ("" when missing) and top-1 as
     [label, probability, class_index]."""
-    doc = read_json(path)
+    doc = try_json(path)
     if not isinstance(doc, dict):
         raise ValueError(f"{path} is not a readable compare JSON file")
     base = path.parent
@@ -62,13 +63,13 @@ def _picture(rel: Any, base: Path, report_dir: Path) -> tuple[str, str]:
     if not isinstance(rel, str) or not rel:
         return "", ""
     folder = base / rel
-    doc = image_doc(folder / JSON_NAME)
+    doc = image_doc(folder / EXPLANATION)
     if doc is None:
         return "", ""
     with_file = [s for s in doc.shots if s.file]
     shot = next((s for s in with_file if s.rank == 1), with_file[0] if with_file else None)
     picture = url_path(folder / shot.file, report_dir) if shot and shot.file else ""
-    return picture, url_path(folder / JSON_NAME, report_dir)
+    return picture, url_path(folder / EXPLANATION, report_dir)
 
 
 def _top1(value: Any) -> list[Any] | None:

@@ -6,7 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from ..render import COLORMAPS, colorize
+from ..choices import COLORMAPS
+from ..render import colorize
 from .collect import flatten, table_of
 
 LEGEND_STOPS = 17

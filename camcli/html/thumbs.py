@@ -18,11 +18,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from .collect import REPORT_DIR, ImageDoc
+from ..outputs import REPORT, read_bytes
+from .collect import ImageDoc
 from .encode import fs_bytes
 
 SIZE = 160  # longest side, pixels
 QUALITY = 80
+READ_LIMIT = 512 << 20  # bytes of a source image or overlay read for a thumbnail: anything larger is skipped
 THUMBS_DIR = "thumbs"
 _ESCAPED_BYTE = re.compile(rb"\\x([0-9a-fA-F]{2})")
 
@@ -31,7 +33,7 @@ def thumbnail(doc: ImageDoc, out_dir: Path) -> str | None:
     """The thumbnail's path relative to the report folder (made if needed), or None for a placeholder.
 
     Failed images get no decoding attempt: camcli could not read them (corrupt files, bombs)."""
-    report_dir = out_dir / REPORT_DIR
+    report_dir = out_dir / REPORT
     if doc.status == "ok" and doc.sha256:
         rel = _name(doc.sha256[:32])
         if (report_dir / rel).exists() or _from_source(doc, out_dir, report_dir / rel):
@@ -43,7 +45,7 @@ def thumbnail(doc: ImageDoc, out_dir: Path) -> str | None:
         return None
     key = hashlib.sha256(f"{doc.sha256}\0{doc.fingerprint}\0{shot.file}".encode("utf-8", "surrogatepass")).hexdigest()
     rel = _name("o" + key[:31])
-    if (report_dir / rel).exists() or _write(_open(doc.folder / shot.file), report_dir / rel):
+    if (report_dir / rel).exists() or _write(_open(_bytes(doc.folder / shot.file)), report_dir / rel):
         return rel
     return None
 
@@ -71,17 +73,25 @@ def _name(stem: str) -> str:
 def _from_source(doc: ImageDoc, out_dir: Path, dest: Path) -> bool:
     """Thumbnail the source if it is still there with the content the run explained."""
     for candidate in source_candidates(doc.path, out_dir):
-        try:
-            data = candidate.read_bytes()
-        except OSError:
-            continue
-        if hashlib.sha256(data).hexdigest() == doc.sha256:
-            return _write(_open(io.BytesIO(data)), dest)
+        data = _bytes(candidate)
+        if data is not None and hashlib.sha256(data.getbuffer()).hexdigest() == doc.sha256:
+            return _write(_open(data), dest)
     return False
 
 
-def _open(source: Path | io.BytesIO) -> Image.Image | None:
+def _bytes(path: Path) -> io.BytesIO | None:
+    """A regular file's bytes, if it is one and not too large: ``source.path`` in a JSON file is data, and
+    may name a FIFO, a device or /dev/zero."""
+    try:
+        return io.BytesIO(read_bytes(path, READ_LIMIT))
+    except OSError:
+        return None
+
+
+def _open(source: io.BytesIO | None) -> Image.Image | None:
     """A small RGB image the way a viewer shows it (EXIF orientation applied), or None."""
+    if source is None:
+        return None
     try:
         with Image.open(source) as opened:
             opened.draft("RGB", (2 * SIZE, 2 * SIZE))  # JPEG: decode at a reduced scale, much faster

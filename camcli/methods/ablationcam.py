@@ -11,17 +11,26 @@ non-negative (after a ReLU) the two agree.
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING, Any
 
-from ..engine import LayerCapture, Needs, Pass, Probe
-from .base import LayerCam, Settings
+from ..engine.needs import Needs
+from .base import CamMethod, Settings
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..engine.capture import LayerCapture, Pass
+    from ..engine.probe import Probe
 
 
-class AblationCam(LayerCam):
+class AblationCam(CamMethod):
     name = "ablationcam"
+    summary = "Ablation-CAM: channels weighted by the score drop when zeroed"
     needs = Needs()
 
     def weights(self, layer: LayerCapture, p: Pass, probe: Probe, s: Settings) -> torch.Tensor:
+        import torch
+
         acts = layer.activations
         channels = acts.shape[1]
         weights = []
@@ -32,13 +41,13 @@ class AblationCam(LayerCam):
                 rows[torch.arange(j - i), torch.arange(i, j)] = 0.0
                 return rows
 
-            scores = probe.from_layer(layer, b, p.x[b : b + 1], ablated, channels, p.scores[b])
+            scores = probe.from_layer(layer, b, p.x[b : b + 1], ablated, channels, p.values[b])
             original = p.selected[b][:, None]  # K×1
             weights.append((original - scores[:, p.classes[b]].T) / original)
         return torch.stack(weights)
 
-    def params(self, s: Settings, layers: tuple[str, ...]) -> dict[str, object]:
-        return {**super().params(s, layers), "ablation": "channel set to 0"}
+    def record(self, s: Settings, layers: tuple[str, ...], variant: str | None = None) -> dict[str, Any]:
+        return {**super().record(s, layers, variant), "ablation": "channel set to 0"}
 
 
-METHODS = {"ablationcam": AblationCam()}
+METHODS = (AblationCam,)

@@ -1,55 +1,88 @@
-"""What every method is: a name, a kind, what it needs from the engine, and batched maths on a pass.
+"""What every method is: a name, a kind, its parameters, what it needs from the engine, and batched
+maths on a pass.
 
 A method computes *raw* maps for all B images and K classes of a batch at once:
-- kind ``cam``: a heat map per (image, class), B×K×h×w at any resolution (the target layer's grid,
+- kind ``heat``: a heat map per (image, class), B×K×h×w at any resolution (the target layer's grid,
   or the input's); shown as ``maps.input_map`` (upsampled bilinearly, min-max scaled), boxed by the
   paper's 15% rule;
 - kind ``pixel``: a signed input-space gradient per (image, class), B×K×3×H×W.
+
+Method modules import torch inside their functions, not at the top: the command line reads every
+method's declaration (name, kind, summary, parameters) to build its options, and must do so without
+loading torch (see ``camcli.methods``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
+from ..engine.needs import Needs
+from ..params import Param, Value
 
-from ..engine import LayerCapture, Needs, Pass, Probe, Tap
-from ..maps import min_max, upsample
-from . import REGISTRY
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from ..engine.capture import LayerCapture, Pass, Tap
+    from ..engine.probe import Probe
+
+HEAT, PIXEL = "heat", "pixel"
+KINDS = (HEAT, PIXEL)
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Method options from the job (``--smooth``, ``--occlusion-window``, ...) and the input size."""
+    """What a method is run with: the model input's size, the ``--smooth`` modes that apply to it, and
+    its own parameters' values (every declared one, defaults filled in)."""
 
     input_size: tuple[int, int]
-    smooth: str | None = None  # "eigen" | "aug"
-    occlusion_window: int = 32
-    occlusion_stride: int = 16
+    smooth: frozenset[str] = frozenset()
+    params: Mapping[str, Value] = field(default_factory=dict)
+    separate_layers: bool = False  # --layers-as separate: one map per target layer, not their average
 
 
 class Method:
-    """Base of every method. Subclasses set the class attributes and ``compute``."""
+    """Base of every method. A subclass sets the class attributes and ``compute``; its docstring (or its
+    module's) states the maths."""
 
     name: ClassVar[str]
-    kind: ClassVar[str] = "cam"
+    kind: ClassVar[str] = HEAT
+    summary: ClassVar[str] = ""
+    params: ClassVar[tuple[Param, ...]] = ()
+    smoothing: ClassVar[frozenset[str]] = frozenset()  # the --smooth modes that apply to it
     needs: ClassVar[Needs] = Needs()
 
-    def compute(self, p: Pass, probe: Probe, s: Settings) -> torch.Tensor:
-        """Raw maps for every image and class of the pass."""
+    @classmethod
+    def check(cls, values: Mapping[str, Value], input_size: tuple[int, int] | None = None) -> None:
+        """Checks that involve several parameters, or the model's input size once it is known
+        (``input_size`` is None before the model loads); raise CamcliError with what to pass."""
+
+    def prepare(self, model: nn.Module, layers: tuple[str, ...], s: Settings) -> None:
+        """Checks that need the model (e.g. that its head is a pooled linear classifier), made once before
+        any image; raise CamcliError saying why the method does not apply and what to use instead."""
+
+    def compute(self, p: Pass, probe: Probe, s: Settings) -> torch.Tensor | dict[str, torch.Tensor]:
+        """Raw maps for every image and class of the pass; or, for a method that makes several variants
+        (one per target layer, per window size), {variant: maps}."""
         raise NotImplementedError
 
-    def taps(self) -> dict[str, Tap]:
-        """Captures of its own the method needs during the forward (named in ``needs.taps``)."""
+    def requires(self, s: Settings) -> Needs:
+        """What the method needs from the pass with these settings (by default its class's ``needs``)."""
+        return self.needs
+
+    def taps(self, s: Settings) -> dict[str, Tap]:
+        """Captures of its own the method needs during the forward (named in its needs' ``taps``)."""
         return {}
 
-    def params(self, s: Settings, layers: tuple[str, ...]) -> dict[str, Any]:
-        """What a reader needs to reproduce an entry, recorded in explanation.json."""
-        return {}
+    def record(self, s: Settings, layers: tuple[str, ...], variant: str | None = None) -> dict[str, Any]:
+        """What a reader needs to reproduce an entry, recorded in explanation.json's ``params``:
+        by default the declared parameters that shape the outputs."""
+        return {p.name: s.params[p.name] for p in self.params if p.record}
 
 
-class LayerCam(Method):
+class CamMethod(Method):
     """The CAM family: per target layer, a weighted combination of its feature maps A.
 
     L = ReLU(Σ_c W_c), with W the method's weighted activations (B×K×C×h×w; most methods give
@@ -59,8 +92,9 @@ class LayerCam(Method):
     maps averaged, as pytorch-grad-cam does.
     """
 
-    kind = "cam"
+    kind = HEAT
     needs = Needs(layer_gradients=True)
+    smoothing = frozenset({"aug", "eigen"})
     project: ClassVar[bool] = False
 
     def weights(self, layer: LayerCapture, p: Pass, probe: Probe, s: Settings) -> torch.Tensor | None:
@@ -75,23 +109,36 @@ class LayerCam(Method):
         return alpha[..., None, None] * layer.activations[:, None]
 
     def layer_map(self, layer: LayerCapture, p: Pass, probe: Probe, s: Settings) -> torch.Tensor:
-        if self.project or s.smooth == "eigen":
+        import torch
+
+        if self.project or "eigen" in s.smooth:
             return torch.relu(first_component(self.weighted(layer, p, probe, s)))
         alpha = self.weights(layer, p, probe, s)
         if alpha is not None:  # Σ_c α_c A_c without materializing B×K×C×h×w
             return torch.relu(torch.einsum("bkc,bchw->bkhw", alpha, layer.activations))
         return torch.relu(self.weighted(layer, p, probe, s).sum(dim=2))
 
-    def compute(self, p: Pass, probe: Probe, s: Settings) -> torch.Tensor:
+    def compute(self, p: Pass, probe: Probe, s: Settings) -> torch.Tensor | dict[str, torch.Tensor]:
+        if s.separate_layers and len(p.layers) > 1:
+            return {layer.name: self.layer_map(layer, p, probe, s) for layer in p.layers}
+        return self.combined(p, probe, s)
+
+    def combined(self, p: Pass, probe: Probe, s: Settings) -> torch.Tensor:
+        """The map of every target layer, combined (``combine_layers``)."""
         return combine_layers([self.layer_map(layer, p, probe, s) for layer in p.layers], s.input_size)
 
-    def params(self, s: Settings, layers: tuple[str, ...]) -> dict[str, Any]:
-        smooth = s.smooth if s.smooth in REGISTRY[self.name].smoothing else None
-        return {"layers": list(layers), **({"smooth": smooth} if smooth else {})}
+    def record(self, s: Settings, layers: tuple[str, ...], variant: str | None = None) -> dict[str, Any]:
+        smooth = ",".join(sorted(s.smooth))
+        shown = [variant] if variant is not None and variant in layers else list(layers)
+        return {"layers": shown, **({"smooth": smooth} if smooth else {}), **super().record(s, layers, variant)}
 
 
 def combine_layers(maps: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
     """One layer: its map as it is. Several: the mean of each min-max scaled map upsampled to ``size``."""
+    import torch
+
+    from ..maps import min_max, upsample
+
     if len(maps) == 1:
         return maps[0]
     return torch.stack([upsample(min_max(m), size) for m in maps]).mean(dim=0)
@@ -106,6 +153,8 @@ def first_component(weighted: torch.Tensor) -> torch.Tensor:
     plain activation map for Eigen-CAM), so that ReLU keeps the evidence rather than its opposite.
     pytorch-grad-cam leaves the sign to the SVD routine.
     """
+    import torch
+
     b, k, c, h, w = weighted.shape
     m = torch.nan_to_num(weighted.float()).reshape(b, k, c, h * w).transpose(-1, -2)  # B×K×hw×C
     m = m - m.mean(dim=-2, keepdim=True)

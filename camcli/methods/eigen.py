@@ -5,16 +5,23 @@ of an image gets the same map. The sign of the component is fixed as ``base.firs
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
-from ..engine import LayerCapture, Needs, Pass, Probe
-from .base import LayerCam, Settings, first_component
+from ..engine.needs import Needs
+from .base import CamMethod, Settings, first_component
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..engine.capture import LayerCapture, Pass
+    from ..engine.probe import Probe
 
 
-class EigenCam(LayerCam):
+class EigenCam(CamMethod):
     """L = ReLU((A − mean) v₁), v₁ the first right singular vector of the centred h·w × C matrix of A."""
 
     name = "eigencam"
+    summary = "Eigen-CAM: first principal component of A"
     needs = Needs()
     project = True
 
@@ -23,19 +30,21 @@ class EigenCam(LayerCam):
 
     def layer_map(self, layer: LayerCapture, p: Pass, probe: Probe, s: Settings) -> torch.Tensor:
         """Class-agnostic: one decomposition per image, shared by its k classes."""
-        one = torch.relu(first_component(layer.activations[:, None]))
+        one = first_component(layer.activations[:, None]).relu()
         return one.expand(-1, p.classes.shape[1], -1, -1)
 
 
-class EigenGradCam(LayerCam):
+class EigenGradCam(CamMethod):
     """L = ReLU((W − mean) v₁) for W = G ⊙ A, class-discriminative through the gradient."""
 
     name = "eigengradcam"
+    summary = "first principal component of G ⊙ A"
     project = True
 
     def weighted(self, layer: LayerCapture, p: Pass, probe: Probe, s: Settings) -> torch.Tensor:
-        assert layer.gradients is not None
+        if layer.gradients is None:
+            raise RuntimeError(f"the pass computed no gradients at '{layer.name}'")
         return layer.gradients * layer.activations[:, None]
 
 
-METHODS = {m.name: m() for m in (EigenCam, EigenGradCam)}
+METHODS = (EigenCam, EigenGradCam)

@@ -16,17 +16,23 @@ fraction of the cost.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
+from ..engine.needs import Needs
+from .base import HEAT, Method, Settings, scale_channels
 
-from ..engine import Needs, Pass, Probe, Tap
-from ..maps import upsample
-from .base import Method, Settings, scale_channels
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from ..engine.capture import Pass, Tap
+    from ..engine.probe import Probe
 
 
 def _bias(module: nn.Module) -> torch.Tensor | None:
+    import torch
+    from torch import nn
+
     if isinstance(module, nn.modules.batchnorm._BatchNorm):
         if module.bias is None or module.weight is None or module.running_mean is None or module.running_var is None:
             return None
@@ -47,6 +53,8 @@ class BiasLayers:
         self._biases: list[torch.Tensor] = []
 
     def attach(self, model: nn.Module, armed: Callable[[], bool]) -> list[torch.utils.hooks.RemovableHandle]:
+        from torch import nn
+
         handles = []
         for module in model.modules():
             bias = _bias(module)
@@ -65,6 +73,8 @@ class BiasLayers:
         return tensor.clone()  # what runs on is a copy: in-place ops after it leave the recorded tensor alone
 
     def _after(self, bias: torch.Tensor, armed: Callable[[], bool]) -> Callable[..., Any]:
+        import torch
+
         def hook(module: nn.Module, args: object, output: Any) -> Any:
             if armed() and isinstance(output, torch.Tensor) and output.requires_grad:
                 return self._record(output, bias)
@@ -73,6 +83,8 @@ class BiasLayers:
         return hook
 
     def _before(self, bias: torch.Tensor, armed: Callable[[], bool]) -> Callable[..., Any]:
+        import torch
+
         def hook(module: nn.Module, args: tuple[Any, ...]) -> Any:
             if armed() and args and isinstance(args[0], torch.Tensor) and args[0].requires_grad:
                 return (self._record(args[0], bias), *args[1:])
@@ -84,6 +96,10 @@ class BiasLayers:
         return list(self._recorded)
 
     def reduce(self, gradients: Sequence[torch.Tensor | None], x: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        from ..maps import upsample
+
         total = torch.zeros(x.shape[0], *x.shape[-2:], device=x.device)
         for bias, grad in zip(self._biases, gradients, strict=True):
             if grad is None:
@@ -99,22 +115,24 @@ class BiasLayers:
 
 class FullGrad(Method):
     name = "fullgrad"
-    kind = "cam"
+    kind = HEAT
+    summary = "FullGrad: input-gradient and bias-gradient terms"
+    smoothing = frozenset({"aug"})
     needs = Needs(rules=frozenset({"plain"}), taps=("fullgrad",))
 
     def compute(self, p: Pass, probe: Probe, s: Settings) -> torch.Tensor:
         grad_x = p.input_gradients["plain"]  # B×K×3×H×W
         input_term = scale_channels((grad_x * p.x.float()[:, None]).abs(), 1e-7).sum(dim=2)
-        return torch.relu(input_term + p.taps["fullgrad"])
+        return (input_term + p.taps["fullgrad"]).relu()
 
-    def taps(self) -> dict[str, Tap]:
+    def taps(self, s: Settings) -> dict[str, Tap]:
         return {"fullgrad": BiasLayers()}
 
-    def params(self, s: Settings, layers: tuple[str, ...]) -> dict[str, Any]:
+    def record(self, s: Settings, layers: tuple[str, ...], variant: str | None = None) -> dict[str, Any]:
         return {
             "layers": "every convolution and batch norm with a bias",
-            **({"smooth": "aug"} if s.smooth == "aug" else {}),
+            **({"smooth": "aug"} if "aug" in s.smooth else {}),
         }
 
 
-METHODS = {"fullgrad": FullGrad()}
+METHODS = (FullGrad,)

@@ -11,18 +11,27 @@ score); peers run them once per class.
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING, Any
 
-from ..engine import LayerCapture, Needs, Pass, Probe
-from .base import LayerCam, Settings
+from ..engine.needs import Needs
+from .base import CamMethod, Settings
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..engine.capture import LayerCapture, Pass
+    from ..engine.probe import Probe
 
 
-class ScoreCam(LayerCam):
+class ScoreCam(CamMethod):
     name = "scorecam"
+    summary = "Score-CAM: channels weighted by the scores of masked inputs"
     needs = Needs()
 
     def weights(self, layer: LayerCapture, p: Pass, probe: Probe, s: Settings) -> torch.Tensor:
+        import torch
+        import torch.nn.functional as F
+
         acts = layer.activations
         x = p.x.float()
         weights = []
@@ -39,8 +48,8 @@ class ScoreCam(LayerCam):
             weights.append(scores[:, p.classes[b]].T.softmax(dim=-1))  # K×C
         return torch.stack(weights)
 
-    def params(self, s: Settings, layers: tuple[str, ...]) -> dict[str, object]:
-        return {**super().params(s, layers), "masked_forwards_per_image": "one per channel"}
+    def record(self, s: Settings, layers: tuple[str, ...], variant: str | None = None) -> dict[str, Any]:
+        return {**super().record(s, layers, variant), "masked_forwards_per_image": "one per channel"}
 
 
-METHODS = {"scorecam": ScoreCam()}
+METHODS = (ScoreCam,)

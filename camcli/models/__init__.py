@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
-from ..heads import HEADS, Head
+from ..heads import HEADS, Head, logits_of
 from ..job import ModelSpec, Preprocessing
 from .data import DataConfig, resolve, torchvision_config
 from .sources import BUNDLED, ModelRef, build, model_names, parse_model_name
@@ -139,7 +139,7 @@ def count_outputs(model: nn.Module, data: DataConfig, ref: ModelRef) -> int:
     try:
         model.eval()
         with torch.no_grad():
-            out = model(torch.zeros(1, data.channels, *data.input_size, device=device))
+            out = logits_of(model(torch.zeros(1, data.channels, *data.input_size, device=device)))
     except Exception as exc:
         raise ModelError(
             f"'{ref}' fails on a 1×{data.channels}×{data.input_size[0]}×{data.input_size[1]} input: "
@@ -148,10 +148,11 @@ def count_outputs(model: nn.Module, data: DataConfig, ref: ModelRef) -> int:
     finally:
         for module, mode in modes.items():
             module.training = mode
-    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[1] == 0:
         shape = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ModelError(
-            f"'{ref}' returns {shape}; camcli explains classifiers whose forward returns B×classes logits."
+            f"'{ref}' returns {shape}; camcli explains classifiers whose forward returns B×classes logits, "
+            "with at least one class."
         )
     return int(out.shape[1])
 

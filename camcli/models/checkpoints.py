@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import pickle
 import types
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,36 +87,63 @@ def _pickle_module() -> types.ModuleType:
 def read_checkpoint(path: Path) -> Any:
     """The file's content with only tensors and plain containers loaded (.pth/.pt/.ckpt/.bin or .safetensors).
 
-    Any failure becomes one ModelError sentence saying what was expected.
+    Any failure becomes one ModelError sentence saying what was expected; the readers' own warnings
+    (torch's about pickle protocols, say) are not shown: the sentence says what matters.
     """
     if not path.is_file():
         raise ModelError(f"Weights file '{path}' does not exist.")
     try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            return load_file(str(path))
-        import zipfile
-
-        import torch
-
-        if not zipfile.is_zipfile(path):  # the legacy formats: torch's own restricted loader only
-            try:
-                return torch.load(path, map_location="cpu", weights_only=True)
-            except pickle.UnpicklingError:
-                raise ModelError(
-                    f"'{path}' is in torch's legacy format (before torch 1.6, or a tar archive) and holds objects "
-                    "other than tensors, which camcli reads only from the current format. On a machine you trust, "
-                    "re-save its weights: "
-                    "torch.save(torch.load(PATH, weights_only=False)['state_dict'], 'weights.pth')."
-                ) from None
-        return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_pickle_module())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            found = _read(path)
+    except ModelError:
+        raise
     except Exception as exc:  # any reader failure means the same thing to the user
-        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        reason = " ".join(str(exc).split())[:200] if str(exc).strip() else type(exc).__name__
         raise ModelError(
             f"Cannot read weights file '{path}' ({reason}). Expected a PyTorch checkpoint (.pth, .pt, .ckpt, .bin) "
             "or a .safetensors file."
         ) from None
+    _refuse_meta(found, path)
+    return found
+
+
+def _read(path: Path) -> Any:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    import zipfile
+
+    import torch
+
+    if not zipfile.is_zipfile(path):  # the legacy formats: torch's own restricted loader only
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            raise ModelError(
+                f"'{path}' is in torch's legacy format (before torch 1.6, or a tar archive) and holds objects "
+                "other than tensors, which camcli reads only from the current format. On a machine you trust, "
+                "re-save its weights: "
+                "torch.save(torch.load(PATH, weights_only=False)['state_dict'], 'weights.pth')."
+            ) from None
+    return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_pickle_module())
+
+
+def _refuse_meta(found: Any, path: Path, depth: int = 0) -> None:
+    """A tensor without data (on the ``meta`` device, as a model built for shapes only saves it) cannot be
+    loaded into a model: say so in one sentence."""
+    import torch
+
+    if isinstance(found, torch.Tensor):
+        if found.is_meta:
+            raise ModelError(
+                f"Weights file '{path}' holds tensors without data (device 'meta'): it was saved from a model "
+                "that was never materialized. Save the weights of a model that holds them."
+            )
+    elif isinstance(found, Mapping) and depth < 4:
+        for value in found.values():
+            _refuse_meta(value, path, depth + 1)
 
 
 # Where trainers put the weights: timm's train.py and Lightning "state_dict", torchvision's reference

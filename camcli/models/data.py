@@ -17,11 +17,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from ..choices import CROP_MODES
 from ..errors import ModelError
 from ..job import Preprocessing
-
-CROP_MODES = ("center", "squash", "border")
-INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import importlib
@@ -17,6 +18,7 @@ import importlib.util
 import inspect
 import os
 import re
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -189,6 +191,7 @@ def _builder(ref: ModelRef) -> tuple[Builder, bool]:
         import timm
 
         where = _local_folder(ref)
+        folder_config(where)
         return (lambda n: timm.create_model(f"local-dir:{where}", pretrained=False, **_classes(n))), True
     return _factory(ref.name), False
 
@@ -203,21 +206,11 @@ def _factory(spec: str) -> Builder:
     """Import ``FILE.py:FACTORY`` or ``package.module:FACTORY`` (runs that code) and wrap the callable."""
     target, _, attr = spec.rpartition(":")
     try:
-        if target.endswith(".py"):
-            path = Path(target).resolve()
-            if not path.is_file():
-                raise ModelError(f"Factory file '{target}' does not exist.")
-            module_name = f"camcli_user_{hashlib.sha1(str(path).encode()).hexdigest()[:12]}"
-            spec_ = importlib.util.spec_from_file_location(module_name, path)
-            if spec_ is None or spec_.loader is None:
-                raise ModelError(f"Cannot import '{target}' as Python code.")
-            module = importlib.util.module_from_spec(spec_)
-            spec_.loader.exec_module(module)
-        else:
-            module = importlib.import_module(target)
+        with contextlib.redirect_stdout(sys.stderr):  # stdout carries --json lines and nothing else
+            module = _import(target)
     except ModelError:
         raise
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise ModelError(f"Importing '{target}' for --model {spec} failed: {type(exc).__name__}: {exc}") from None
     factory = getattr(module, attr, None)
     if not callable(factory):
@@ -234,14 +227,31 @@ def _factory(spec: str) -> Builder:
                 "Add a num_classes parameter or drop --num-classes."
             )
         try:
-            model = factory(**({"num_classes": n} if n is not None else {}))
-        except Exception as exc:
+            with contextlib.redirect_stdout(sys.stderr):
+                model = factory(**({"num_classes": n} if n is not None else {}))
+        except (Exception, SystemExit) as exc:
             raise ModelError(f"Calling {spec} failed: {type(exc).__name__}: {exc}") from None
         if not isinstance(model, nn.Module):
             raise ModelError(f"{spec} returned {type(model).__name__}, not a torch nn.Module.")
         return model
 
     return make
+
+
+def _import(target: str) -> Any:
+    """The module ``FILE.py`` or ``package.module`` (this runs its code)."""
+    if not target.endswith(".py"):
+        return importlib.import_module(target)
+    path = Path(target).resolve()
+    if not path.is_file():
+        raise ModelError(f"Factory file '{target}' does not exist.")
+    module_name = f"camcli_user_{hashlib.sha1(str(path).encode()).hexdigest()[:12]}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ModelError(f"Cannot import '{target}' as Python code.")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _accepts(fn: Callable[..., Any], name: str) -> bool:
@@ -321,22 +331,82 @@ def _pretrained_folder(ref: ModelRef, num_classes: int | None) -> Built:
     import timm
 
     folder = _local_folder(ref)
-    model = timm.create_model(f"local-dir:{folder}", pretrained=True)
+    folder_config(folder)
+    try:
+        model = timm.create_model(f"local-dir:{folder}", pretrained=True)
+    except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
+        reason = " ".join(str(exc).split())[:300]
+        raise ModelError(f"Cannot load the model folder '{folder}': {type(exc).__name__}: {reason}.") from None
     n = getattr(model, "num_classes", None)
     if num_classes is not None and num_classes != n:
         raise ModelError(f"The model folder's config says {n} classes; drop --num-classes {num_classes}.")
-    files = [folder / name for name in ("model.safetensors", "pytorch_model.bin") if (folder / name).is_file()]
-    identity = f"sha256:{sha256_of(files[0])}" if files else f"folder:{folder}"
-    return Built(model, f"{ref}", identity, _folder_labels(model, ref), True)
+    return Built(model, f"{ref}", folder_identity(folder), _folder_labels(model, ref), True)
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".tar")  # every file timm may load from a folder
+
+
+def folder_identity(folder: Path) -> str:
+    """What ``--resume`` compares for a model folder: the content of its config and of every weights file
+    timm could load from it (whichever it picks), never the folder's name."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.iterdir()):
+        if path.name == "config.json" or (path.suffix in WEIGHT_SUFFIXES and path.is_file()):
+            digest.update(f"{path.name}\0{sha256_of(path)}\0".encode("utf-8", "surrogateescape"))
+    return f"sha256:{digest.hexdigest()}"
+
+
+def folder_config(folder: Path) -> dict[str, Any]:
+    """A model folder's config.json, checked before timm reads it: a JSON object naming a timm
+    architecture, a positive class count, as many label names as classes, a sane input size."""
+    import timm
+
+    from ..job import MAX_INPUT_SIDE
+    from ..outputs import parse_json, read_bytes
+
+    where = folder / "config.json"
+    try:
+        cfg = parse_json(read_bytes(where, 16 << 20))
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise ModelError(f"Cannot read the model folder's config '{where}': {exc}. It must be a JSON file.") from None
+    if not isinstance(cfg, dict):
+        raise ModelError(f"'{where}' holds a JSON {type(cfg).__name__}, not the object timm's save_for_hf writes.")
+    arch = cfg.get("architecture")
+    if not isinstance(arch, str) or not timm.is_model(arch.split(".")[0]):
+        shown = repr(arch)[:80] if arch is not None else "no architecture"
+        raise ModelError(
+            f"'{where}' names {shown}, which is not a timm architecture (see 'camcli models'). A model folder's "
+            'config.json says which timm model it holds, e.g. "architecture": "resnet50".'
+        )
+    n = cfg.get("num_classes")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ModelError(f"'{where}' says num_classes {n!r}; a classifier has at least one class.")
+    found = cfg.get("pretrained_cfg")
+    pretrained: dict[str, Any] = found if isinstance(found, dict) else {}
+    labels = cfg.get("label_names", pretrained.get("label_names"))
+    if labels is not None:
+        if not isinstance(labels, list) or not all(isinstance(v, (str, int)) for v in labels):
+            raise ModelError(f"'{where}' has label_names that are not a list of names.")
+        if isinstance(n, int) and len(labels) != n:
+            raise ModelError(
+                f"'{where}' has {len(labels)} label_names for {n} classes. Give one name per class, in class order."
+            )
+    size = pretrained.get("input_size")
+    if size is not None:
+        if not (isinstance(size, list) and len(size) == 3 and all(isinstance(v, int) for v in size)):
+            raise ModelError(f"'{where}' has an input_size {size!r} that is not [channels, height, width].")
+        if not (1 <= size[0] <= 4 and all(8 <= v <= MAX_INPUT_SIDE for v in size[1:])):
+            raise ModelError(
+                f"'{where}' has input_size {size}: outside 1 to 4 channels and 8 to {MAX_INPUT_SIDE} pixels a side."
+            )
+    return cfg
 
 
 def _folder_labels(model: nn.Module | None, ref: ModelRef) -> tuple[str, ...] | None:
     if ref.source not in ("local-dir", "hf-hub"):
         return None
     if model is None:
-        import json
-
-        cfg = json.loads((_local_folder(ref) / "config.json").read_text(encoding="utf-8"))
+        cfg = folder_config(_local_folder(ref))
         names = cfg.get("label_names") or (cfg.get("pretrained_cfg") or {}).get("label_names")
     else:
         names = (getattr(model, "pretrained_cfg", None) or {}).get("label_names")

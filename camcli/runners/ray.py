@@ -1,7 +1,8 @@
 """The Ray runner (``--engine ray``): the same per-batch explain and write steps, on Ray Data.
 
 - The driver holds the output folder's lock, loads the model once for the run's record and
-  fingerprint, and skips images already finished (``--resume``) before anything is scheduled.
+  fingerprint, and skips images already finished (``--resume``, by ``pipeline.redo_whole``: a batch
+  of the input list is skipped only when all of it is finished) before anything is scheduled.
 - The rest become a dataset: decoding and preprocessing run as Ray tasks (CPU), explaining in a pool of
   actors (``map_batches`` with a class: each actor loads the model once), which write each image's
   outputs into the output folder themselves (a file system every node sees), atomically, JSON last.
@@ -17,21 +18,24 @@ import dataclasses
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
+import torch
 
-from ..allocator import keep_freed_memory
 from ..errors import CamcliError
 from ..job import ExplainJob
+from ..outputs import json_text
+from ..pipeline import batches, redo_whole
 from ..records import Failure, Geometry, ImageItem, Prepared, SourceInfo
-from ..session import Session, open_session
-from ..writer import RunContext, finished_doc, json_text, write
-from .local import Outcomes, execute, output_lock
-from .shards import lock_name
+from ..session import Session, resolve
+from ..targets import Targets
+from ..writer import RunContext, finished_doc, write
+from .base import Outcomes
 
 INSTALL = "pip install -e '.[ray]'"
 
@@ -44,28 +48,28 @@ def _ray() -> Any:
     return ray
 
 
-def run(
-    job: ExplainJob,
-    items: Sequence[ImageItem],
-    emit: Callable[[dict[str, Any]], None] | None = None,
-    stop: threading.Event | None = None,
-    say: Callable[[str], None] = print,
-) -> int:
-    """As ``runners.local.run``, with the images explained on a Ray cluster."""
-    ray = _ray()
-    keep_freed_memory()
-    stop = stop or threading.Event()
-    with output_lock(job.out, lock_name(job.shard)), connected(ray, job):
-        session = open_session(dataclasses.replace(job, device="cpu"))  # the driver only describes the run
-        device = worker_device(job)
-        settings = session.run_info | {"device": device, "engine": "ray"}
-        session = dataclasses.replace(session, run_info=settings)
-        return execute(job, session, items, emit, stop, say, outcomes=partial_outcomes(device))
+class RayRunner:
+    """The driver connects (or starts a cluster), resolves the job once on the CPU to describe the run,
+    and streams the workers' outcomes back."""
+
+    @contextmanager
+    def session(self, job: ExplainJob) -> Iterator[Session]:
+        ray = _ray()
+        with connected(ray, job):
+            session = resolve(dataclasses.replace(job, device="cpu"))  # the driver only describes the run
+            # Recorded and fingerprinted with the workers' device, which their outputs depend on.
+            yield dataclasses.replace(session, device=torch.device(worker_device(job))).with_targets(session.targets)
+
+    def outcomes(self, session: Session, items: Sequence[ImageItem], stop: threading.Event) -> Outcomes:
+        return ray_outcomes(session, items, stop)
+
+
+RUNNER = RayRunner()
 
 
 def worker_device(job: ExplainJob) -> str:
     """Workers run on a GPU when they are given one, else on the device asked for (auto: the CPU)."""
-    if job.ray_gpus_per_worker > 0:
+    if float(job.runner_options["gpus_per_worker"]) > 0:
         return "cuda" if job.device in ("auto", "cpu") else job.device
     return "cpu" if job.device == "auto" else job.device
 
@@ -73,7 +77,7 @@ def worker_device(job: ExplainJob) -> str:
 @contextmanager
 def connected(ray: Any, job: ExplainJob) -> Iterator[None]:
     """Connect to ``--ray-address`` (else RAY_ADDRESS, else a running cluster), or start a local instance."""
-    address = job.ray_address or os.environ.get("RAY_ADDRESS")
+    address = str(job.runner_options["address"]) or os.environ.get("RAY_ADDRESS")
     options = {
         "include_dashboard": False,
         "log_to_driver": False,
@@ -102,36 +106,33 @@ def connected(ray: Any, job: ExplainJob) -> Iterator[None]:
         ray.shutdown()
 
 
-def partial_outcomes(device: str) -> Callable[[ExplainJob, Session, Sequence[ImageItem], threading.Event], Outcomes]:
-    def outcomes(job: ExplainJob, session: Session, items: Sequence[ImageItem], stop: threading.Event) -> Outcomes:
-        return ray_outcomes(job, session, items, stop, device)
-
-    return outcomes
-
-
-def ray_outcomes(
-    job: ExplainJob, session: Session, items: Sequence[ImageItem], stop: threading.Event, device: str
-) -> Outcomes:
+def ray_outcomes(session: Session, items: Sequence[ImageItem], stop: threading.Event) -> Outcomes:
     """Finished images first checked here; the rest explained on the cluster; all yielded in input order."""
     from ..digest import sha256_of
 
+    job = session.job
     ray = _ray()
-    finished: dict[int, dict[str, Any]] = {}
+
+    def finished(item: ImageItem) -> dict[str, Any] | None:
+        try:
+            return finished_doc(job.out, item, sha256_of(item.path), session.ctx)
+        except OSError:
+            return None
+
+    done: dict[int, dict[str, Any]] = {}
     if job.resume:
-        for index, item in enumerate(items):
-            try:
-                doc = finished_doc(job.out, item, sha256_of(item.path), session.ctx)
-            except OSError:
-                doc = None
-            if doc is not None:
-                finished[index] = doc
-    todo = [i for i in range(len(items)) if i not in finished]
-    rows = iter(()) if not todo else _schedule(ray, job, session, [(i, items[i]) for i in todo], device)
+        with ThreadPoolExecutor(session.workers) as pool:
+            docs = list(pool.map(finished, items))
+        for start, chunk in zip(range(0, len(items), job.batch_size), batches(docs, job.batch_size), strict=True):
+            if not redo_whole([doc is not None for doc in chunk]):
+                done.update({start + i: doc for i, doc in enumerate(chunk) if doc is not None})
+    todo = [i for i in range(len(items)) if i not in done]
+    rows = iter(()) if not todo else _schedule(ray, session, [(i, items[i]) for i in todo])
     for index, item in enumerate(items):
         if stop.is_set():
             return
-        if index in finished:
-            yield item, finished[index], True
+        if index in done:
+            yield item, done[index], True
             continue
         row = next(rows)
         if int(row["index"]) != index:
@@ -145,10 +146,9 @@ def _json(text: Any) -> dict[str, Any]:
     return dict(json.loads(str(text)))
 
 
-def _schedule(
-    ray: Any, job: ExplainJob, session: Session, todo: list[tuple[int, ImageItem]], device: str
-) -> Iterator[dict[str, Any]]:
+def _schedule(ray: Any, session: Session, todo: list[tuple[int, ImageItem]]) -> Iterator[dict[str, Any]]:
     """The dataset: decode tasks, then the explaining actors; rows back in input order."""
+    job = session.job
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True
     context.enable_progress_bars = False  # camcli's own bar counts the images
@@ -165,15 +165,17 @@ def _schedule(
         batch_size=job.batch_size,
         batch_format="pandas",
     )
-    low, high = job.ray_workers or default_workers(ray, job)
-    worker_job = dataclasses.replace(job, device=device, workers=1)
+    given = job.runner_options["workers"]
+    low, high = (given[0], given[-1]) if isinstance(given, tuple) and given else default_workers(ray, job)
+    worker_job = dataclasses.replace(job, device=session.device.type, workers=1)
+    gpus = float(job.runner_options["gpus_per_worker"])
     dataset = dataset.map_batches(
         Explain,
-        fn_constructor_kwargs={"job": worker_job, "ctx": session.ctx},
+        fn_constructor_kwargs={"job": worker_job, "ctx": session.ctx, "targets": session.targets},
         batch_size=job.batch_size,
         batch_format="pandas",
         compute=ray.data.ActorPoolStrategy(min_size=low, max_size=high),
-        num_gpus=job.ray_gpus_per_worker or None,
+        num_gpus=gpus or None,
     )  # Ray Data restarts a dead actor and retries its batch
     return iter(dataset.iter_rows())
 
@@ -181,8 +183,9 @@ def _schedule(
 def default_workers(ray: Any, job: ExplainJob) -> tuple[int, int]:
     """One actor per GPU share when workers take GPUs; else up to half the cluster's CPUs."""
     resources = ray.cluster_resources()
-    if job.ray_gpus_per_worker > 0:
-        return 1, max(1, int(resources.get("GPU", 0) // job.ray_gpus_per_worker))
+    gpus = float(job.runner_options["gpus_per_worker"])
+    if gpus > 0:
+        return 1, max(1, int(resources.get("GPU", 0) // gpus))
     return 1, max(1, int(resources.get("CPU", 1)) // 2)
 
 
@@ -256,21 +259,21 @@ def _decode(row: Any) -> Any:
 class Explain:
     """A Ray Data actor: loads the model once, explains batches and writes each image's outputs."""
 
-    def __init__(self, job: ExplainJob, ctx: RunContext) -> None:
+    def __init__(self, job: ExplainJob, ctx: RunContext, targets: Targets) -> None:
         from ..allocator import keep_freed_memory as keep
 
         keep()
         self.job, self.ctx = job, ctx
-        self.session = open_session(job)
-        self.explainer = self.session.options.explainer(self.session.loaded.model, self.session.loaded.data.input_size)
+        self.session = resolve(job).with_targets(targets)  # the driver's: e.g. each image's ground truth
+        self.explainer = self.session.explainer()
         self.explainer.__enter__()  # the actor owns its model: the hooks stay for its life
 
     def __call__(self, batch: Any) -> Any:
-        from ..pipeline import _explain_batch
+        from ..pipeline import explain_batch
 
         outcomes = [_decode(row) for _, row in batch.iterrows()]
         good = [o for o in outcomes if isinstance(o, Prepared)]
-        results = iter(_explain_batch(self.explainer, self.session.loaded, good, self.session.options) if good else [])
+        results = iter(explain_batch(self.explainer, self.session, good) if good else [])
         docs = []
         for outcome in outcomes:
             result = next(results) if isinstance(outcome, Prepared) else outcome
