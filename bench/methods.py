@@ -50,6 +50,8 @@ TARGETS = {
     "refinecam": 10.0,
 }
 SKIPPED = {"legrad": "vision transformers only (tests/test_legrad.py times it against torchcam on a ViT)"}
+# DFF is class-free: both tools factorize each image once whatever the classes (the reference called per image,
+# as camcli factorizes), so its row compares the factorization itself, scikit-learn's NMF against camcli's.
 
 
 class Negated(nn.Module):
@@ -68,7 +70,14 @@ def source(method: str) -> str:
 
 
 def oracle(
-    method: str, model: nn.Module, layers: list[nn.Module], x: torch.Tensor, window: int, stride: int, batch: int
+    method: str,
+    model: nn.Module,
+    layers: list[nn.Module],
+    x: torch.Tensor,
+    window: int,
+    stride: int,
+    batch: int,
+    samples: int | None,
 ) -> Callable[[], object]:
     """The reference library computing the same top-5 maps, one call per class rank (as its API asks)."""
     with torch.no_grad():
@@ -112,7 +121,8 @@ def oracle(
             made = tc.CAM(model, names[layer], fc, input_shape=tuple(x.shape[1:]))
         else:
             kind = {"smoothgradcam++": tc.SmoothGradCAMpp, "sscam": tc.SSCAM, "iscam": tc.ISCAM}[method]
-            made = kind(model, names[layer], input_shape=tuple(x.shape[1:]))
+            extra = {"num_samples": samples} if samples and method in ("sscam", "iscam") else {}
+            made = kind(model, names[layer], input_shape=tuple(x.shape[1:]), **extra)
             if hasattr(made, "bs"):
                 made.bs = batch
 
@@ -154,6 +164,16 @@ def oracle(
             return maps
 
         return guided_maps
+    if method == "dff":
+        from pytorch_grad_cam import DeepFeatureFactorization
+
+        classifier = model.get_classifier() if hasattr(model, "get_classifier") else model.fc
+
+        def dff_maps() -> list[object]:
+            made = DeepFeatureFactorization(model, layer, computation_on_concepts=classifier)
+            return [made(x[b : b + 1], 16) for b in range(len(x))]
+
+        return dff_maps
     if method == "sess":
         from pytorch_grad_cam.sess import SESS
 
@@ -221,6 +241,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--methods", default=",".join(registry.names()))
     parser.add_argument("--refine-layers", default="layer3", help="RefineCAM's layers besides the default one")
+    parser.add_argument(
+        "--samples", type=int, help="noise samples of SS-CAM and IS-CAM, both tools (default theirs: 35 and 10)"
+    )
     args = parser.parse_args()
     keep_freed_memory()
     warnings.filterwarnings("ignore")
@@ -246,6 +269,8 @@ def main() -> None:
         options = {"occlusion_window": window, "occlusion_stride": stride} if method == "occlusion" else {}
         if method == "fem":
             options["fem_combine"] = "activations"  # pytorch-grad-cam's definition (README: departures)
+        if args.samples and method in ("sscam", "iscam"):
+            options[f"{method}_num_samples"] = args.samples
 
         def ours(
             method: str = method,
@@ -259,7 +284,7 @@ def main() -> None:
             )
 
         modules = dict(model.named_modules())
-        theirs = oracle(method, model, [modules[n] for n in names], x, window, stride, args.batch_size)
+        theirs = oracle(method, model, [modules[n] for n in names], x, window, stride, args.batch_size, args.samples)
         times, _ = race({"camcli": ours, "oracle": theirs}, args.rounds)
         n = x.shape[0]
         ratio = paired(times["oracle"], times["camcli"])

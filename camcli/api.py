@@ -49,14 +49,16 @@ ImageLike = str | Path | Image.Image | np.ndarray | torch.Tensor
 
 @dataclass(frozen=True)
 class MethodMap:
-    """One (method, class) explanation of one image, on the CPU."""
+    """One (method, class) explanation of one image, on the CPU; or one concept of a class-free method
+    (``dff``: ``class_index``, ``logit`` and ``probability`` None, ``concept`` its number, ``concept_classes``
+    its top classes as (class index, label, score), or None with ``unnamed`` saying why)."""
 
     method: str
-    class_index: int
+    class_index: int | None
     label: str
     rank: int | None  # place in the top-k; None for a class asked for by name or index
-    logit: float
-    probability: float
+    logit: float | None
+    probability: float | None
     bbox: tuple[int, int, int, int] | None  # original-image pixels, x1/y1 exclusive
     peak: tuple[int, int] | None
     params: dict[str, Any]
@@ -64,6 +66,9 @@ class MethodMap:
     map: np.ndarray  # at the model input: H×W in [0, 1], or 3×H×W RGB in [0, 1]
     geometry: Geometry
     variant: str | None = None  # one of the method's variants (a layer of layers_as="separate", a window)
+    concept: int | None = None
+    concept_classes: tuple[tuple[int, str, float], ...] | None = None
+    unnamed: str | None = None
 
     def full_map(self) -> np.ndarray:
         """The map on the original image (height×width, or 3×height×width for pixel methods)."""
@@ -85,6 +90,10 @@ class ImageExplanation:
             if (exp.method, exp.class_index, exp.variant) == (method, class_index, variant):
                 return exp
         raise KeyError(f"no {entry_key(method, variant)} map for class {class_index}")
+
+    def concepts(self, method: str = "dff") -> tuple[MethodMap, ...]:
+        """A class-free method's maps, one per concept, in concept order."""
+        return tuple(exp for exp in self.explanations if exp.method == method and exp.concept is not None)
 
 
 class Explainer:
@@ -261,6 +270,11 @@ class Explainer:
                 e.input_map.cpu().numpy(),
                 geometry,
                 e.variant,
+                e.concept,
+                None
+                if e.concept_classes is None
+                else tuple((c.class_index, c.label, c.score) for c in e.concept_classes),
+                e.unnamed,
             )
             for e in result.explanations
         )

@@ -26,7 +26,7 @@ from .engine.probe import Probe
 from .heads import SOFTMAX, Head, explained_scores
 from .layout import Layout
 from .maps import input_map, upsample
-from .methods.base import HEAT, Method, Settings
+from .methods.base import HEAT, Concepts, Method, Settings
 from .outputs import entry_key
 from .params import Value
 
@@ -44,6 +44,11 @@ class Maps:
     method: str = ""
     variant: str | None = None
     params: dict[str, Any] = field(default_factory=dict)  # what reproduces it (layers, window, rule, ...)
+    # A class-free method's maps (Concepts): B×N, one per concept rather than per class, with the
+    # concepts' top classes (names[b][n]: (class, score) pairs) or why they are unnamed.
+    concepts: bool = False
+    names: list[list[list[tuple[int, float]]]] | None = None
+    unnamed: str | None = None
 
 
 @dataclass(frozen=True)
@@ -58,11 +63,13 @@ class Explained:
     params: dict[str, dict[str, Any]]
 
 
-Made = torch.Tensor | Mapping[str, torch.Tensor] | Mapping[str | None, torch.Tensor]  # what compute() gives
+Made = torch.Tensor | Mapping[str, torch.Tensor] | Mapping[str | None, torch.Tensor] | Concepts  # compute()'s
 
 
 def variants(raw: Made) -> dict[str | None, torch.Tensor]:
     """A method's result as {variant: maps}: one unnamed variant, or the named ones it made."""
+    if isinstance(raw, Concepts):
+        raise TypeError("a class-free method's concepts have no variants")
     if isinstance(raw, torch.Tensor):
         return {None: raw}
     return {key: value for key, value in raw.items()}
@@ -169,7 +176,13 @@ class BatchExplainer:
         size = self.input_size
         maps = {}
         for name, method in self.methods.items():  # in the order asked for
-            for variant, raw in variants(raws[name]).items():
+            made = raws[name]
+            if isinstance(made, Concepts):
+                record = method.record(self.settings[name], self.layer_names)
+                shown, located = input_map(made.maps, size), upsample(made.maps, size)
+                maps[name] = Maps(made.maps, shown, located, name, None, record, True, made.names, made.unnamed)
+                continue
+            for variant, raw in variants(made).items():
                 record = method.record(self.settings[name], self.layer_names, variant)
                 if self.score != "logit":  # what the maps explain, when it is not the paper's pre-softmax score
                     record = {**record, "score": self.score}

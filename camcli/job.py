@@ -146,6 +146,14 @@ class ExplainJob:
         methods.check_methods(self.methods, self.smooth, self.method_params)
         if self.layers_as not in LAYERS_AS:
             raise CamcliError(f"Unknown --layers-as '{self.layers_as}'. Use one of {', '.join(LAYERS_AS)}.")
+        class_free = [m for m in self.methods if methods.get(m).cls.concepts]
+        if class_free and (self.smooth or self.layers_as == "separate"):
+            given = f"--smooth {','.join(sorted(self.smooth))}" if self.smooth else "--layers-as separate"
+            raise CamcliError(
+                f"{given} does not apply to {class_free[0]}, which factorizes one target layer's activations of the "
+                f"image itself (no augmented copies, no per-layer maps): explain {class_free[0]} in a run of its own "
+                f"without {given.split()[0]}, and with one --layer."
+            )
         if self.score not in SCORES:
             raise CamcliError(f"Unknown --score '{self.score}'. Use one of {', '.join(SCORES)}.")
         check_finite("alpha", self.alpha)

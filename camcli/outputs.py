@@ -73,6 +73,33 @@ class EntryDoc(TypedDict):
     files: dict[str, str]
 
 
+class ConceptClassDoc(TypedDict):
+    class_index: int
+    label: str
+    score: float  # softmax probability of the classifier's outputs on the concept's vector
+
+
+class ConceptEntryDoc(TypedDict, total=False):
+    """One concept of a class-free method (DFF) in explanation.json: ``class_index``, ``rank``, ``logit``
+    and ``probability`` are null; ``concept_classes`` null when unnamed, with ``unnamed`` saying why;
+    ``color`` its colour in the picture of all concepts (``files["concepts"]``, when overlays are saved)."""
+
+    method: str
+    class_index: None
+    concept: int
+    concept_classes: list[ConceptClassDoc] | None
+    unnamed: str
+    color: str
+    label: str
+    rank: None
+    logit: None
+    probability: None
+    bbox: list[int] | None
+    peak: list[int] | None
+    params: dict[str, Any]
+    files: dict[str, str]
+
+
 class PredictionDoc(TypedDict):
     class_index: int
     label: str
@@ -94,7 +121,7 @@ class ExplanationDoc(TypedDict):
     model: dict[str, Any]
     preprocess: dict[str, Any] | None
     predictions: list[PredictionDoc]
-    explanations: list[EntryDoc]
+    explanations: list[EntryDoc | ConceptEntryDoc]
 
 
 class SummaryLine(TypedDict):
@@ -119,12 +146,22 @@ def key_of(entry: Mapping[str, Any]) -> str:
     return entry_key(str(entry.get("method")), variant if isinstance(variant, str) else None)
 
 
-def file_name(method: str, class_index: int, kind: str, ext: str, variant: str | None = None) -> str:
+def file_name(
+    method: str, class_index: int | None, kind: str, ext: str, variant: str | None = None, concept: int | None = None
+) -> str:
     """An explanation's file: ``{method}_{class}_{kind}.{ext}``, or ``{method}_{class}_{variant}_{kind}.{ext}``
-    for a variant (its name with anything but letters, digits, '.' and '-' spelled '-')."""
+    for a variant (its name with anything but letters, digits, '.' and '-' spelled '-'); a class-free
+    method's concept: ``{method}_concept{n}_{kind}.{ext}``."""
+    if concept is not None:
+        return f"{method}_concept{concept}_{kind}.{ext}"
     if variant is None:
         return f"{method}_{class_index}_{kind}.{ext}"
     return f"{method}_{class_index}_{re.sub(r'[^A-Za-z0-9.-]', '-', variant)}_{kind}.{ext}"
+
+
+def concepts_file(method: str, ext: str) -> str:
+    """A class-free method's picture of all its concepts in one image: ``{method}_concepts.{ext}``."""
+    return f"{method}_concepts.{ext}"
 
 
 def output_file_pattern(methods: tuple[str, ...]) -> re.Pattern[str]:
@@ -132,8 +169,8 @@ def output_file_pattern(methods: tuple[str, ...]) -> re.Pattern[str]:
     from .encoding import FORMATS
 
     return re.compile(
-        rf"^(?:{'|'.join(map(re.escape, methods))})_\d+_(?:[A-Za-z0-9.-]+_)?(?:{'|'.join(FILE_KINDS)})"
-        rf"\.(?:npy|{'|'.join(FORMATS)})$"
+        rf"^(?:{'|'.join(map(re.escape, methods))})_(?:(?:\d+|concept\d+)_(?:[A-Za-z0-9.-]+_)?"
+        rf"(?:{'|'.join(FILE_KINDS)})|concepts)\.(?:npy|{'|'.join(FORMATS)})$"
     )
 
 
@@ -255,6 +292,25 @@ def entries(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def concept_entries(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A document's class-free entries (one per concept of DFF: ``"class_index": null`` and a
+    ``"concept"`` number) that are well-formed enough to use. ``entries`` never lists them: what reads
+    class maps (evaluate, compare) leaves them out."""
+    found = doc.get("explanations")
+    if not isinstance(found, list):
+        return []
+    return [
+        e
+        for e in found
+        if isinstance(e, dict)
+        and isinstance(e.get("method"), str)
+        and e.get("class_index", 0) is None
+        and isinstance(e.get("concept"), int)
+        and not isinstance(e.get("concept"), bool)
+        and isinstance(e.get("files", {}), dict)
+    ]
+
+
 def find(doc: Mapping[str, Any], key: str, class_index: int | None) -> dict[str, Any] | None:
     """The entry of ``key`` (a method, or ``METHOD[VARIANT]``) for ``class_index``, or None."""
     return next((e for e in entries(doc) if key_of(e) == key and e["class_index"] == class_index), None)
@@ -279,7 +335,7 @@ def explanation_doc(value: Any) -> dict[str, Any] | None:
         return None
     if not isinstance(value.get("source"), (dict, type(None))) or not isinstance(value.get("explanations"), list):
         return None
-    if len(entries(value)) != len(value["explanations"]):  # an entry without a method, class or files table
+    if len(entries(value)) + len(concept_entries(value)) != len(value["explanations"]):  # no method, class or files
         return None
     return value
 

@@ -16,14 +16,15 @@ from functools import partial
 from itertools import islice
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import numpy as np
 import torch
 
 from . import maps
 from . import methods as registry
 from .errors import StopRequested
-from .explainer import BatchExplainer
+from .explainer import BatchExplainer, Maps
 from .preprocess import prepare
-from .records import Explanation, Failure, ImageItem, ImageResult, Prediction, Prepared, Skipped
+from .records import ConceptClass, Explanation, Failure, ImageItem, ImageResult, Prediction, Prepared, Skipped
 from .writer import TOP_PREDICTIONS
 
 if TYPE_CHECKING:
@@ -162,11 +163,16 @@ def explain_batch(explainer: BatchExplainer, session: Session, batch: list[Prepa
             Prediction(int(c), labels[c], float(scores_c[b, c]), float(probs_c[b, c])) for c in top_c[b].tolist()
         )
         explanations, done = [], set()
+        for key, found in out.maps.items():
+            if found.concepts:
+                explanations += _concepts(found, located[key][b], b, p, labels)
         for j, c in enumerate(classes_c[b].tolist()):
             if c in done or not valid_c[b, j]:
                 continue
             done.add(c)
             for key, found in out.maps.items():
+                if found.concepts:
+                    continue
                 where = located[key][b, j]
                 heat = registry.is_heat(found.method)
                 explanations.append(
@@ -187,6 +193,36 @@ def explain_batch(explainer: BatchExplainer, session: Session, batch: list[Prepa
                 )
         results.append(ImageResult(p, predictions, tuple(explanations)))
     return results
+
+
+def _concepts(found: Maps, located: np.ndarray, b: int, p: Prepared, labels: Sequence[str]) -> list[Explanation]:
+    """Image ``b``'s entries of a class-free method: one per concept, named by its top classes."""
+    entries = []
+    for n in range(found.raw.shape[1]):
+        named = None
+        if found.names is not None:
+            named = tuple(ConceptClass(c, labels[c], float(score)) for c, score in found.names[b][n])
+        title = f"concept {n}" + (": " + "; ".join(c.label for c in named) if named else "")
+        entries.append(
+            Explanation(
+                method=found.method,
+                variant=None,
+                class_index=None,
+                label=title,
+                rank=None,
+                logit=None,
+                probability=None,
+                raw_map=found.raw[b, n],
+                input_map=found.display[b, n],
+                bbox=maps.box(located[n], p.geometry),
+                peak=maps.peak(located[n], p.geometry),
+                params=found.params,
+                concept=n,
+                concept_classes=named,
+                unnamed=None if named is not None else found.unnamed,
+            )
+        )
+    return entries
 
 
 def _not_finite(p: Prepared, scores_finite: bool) -> str:

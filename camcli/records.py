@@ -116,21 +116,34 @@ class Prediction:
 
 
 @dataclass(frozen=True)
+class ConceptClass:
+    """One of the classes the model's classifier scores highest for a concept's vector."""
+
+    class_index: int
+    label: str
+    score: float  # softmax probability of the classifier's outputs on the concept's vector
+
+
+@dataclass(frozen=True)
 class Explanation:
-    """One (method, class) map for one image. Tensors may live on the model's device."""
+    """One (method, class) map for one image, or one concept's map of a class-free method (DFF: then
+    ``class_index``, ``rank``, ``logit`` and ``probability`` are None). Tensors may live on the model's device."""
 
     method: str
     variant: str | None  # one of the method's variants (a layer of --layers-as separate, a window), or None
-    class_index: int
+    class_index: int | None
     label: str
     rank: int | None  # position in the top-k, None for a user-chosen class
-    logit: float
-    probability: float
+    logit: float | None
+    probability: float | None
     raw_map: torch.Tensor  # heat maps: h×w (a layer's grid, or the input's); pixel methods: 3×H×W; unnormalized
     input_map: torch.Tensor  # heat maps: H×W in [0, 1]; pixel methods: 3×H×W RGB in [0, 1]
     bbox: tuple[int, int, int, int] | None  # original-image pixels; None if no box applies
     peak: tuple[int, int] | None  # original-image pixels; None for an all-zero map
     params: dict[str, Any] = field(default_factory=dict)  # what reproduces it: layers, window, rule, ...
+    concept: int | None = None  # a class-free method's concept, numbered from 0
+    concept_classes: tuple[ConceptClass, ...] | None = None  # its top classes; None when unnamed
+    unnamed: str | None = None  # why the concept has no top classes
 
 
 @dataclass(frozen=True)

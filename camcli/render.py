@@ -25,6 +25,7 @@ def _gray(t: np.ndarray) -> np.ndarray:
 _COLORMAPS = dict(zip(COLORMAPS, (_jet, _hot, _gray), strict=True))
 DIM = 0.35  # brightness kept where the model never looked
 BOX_COLOR = (0, 255, 0)
+BAND = 256  # rows of the picture of all concepts coloured at a time
 
 
 @functools.cache
@@ -74,3 +75,41 @@ def overlay(
 def rgb_image(values: np.ndarray) -> Image.Image:
     """height×width×3 floats in [0, 1] → an RGB image."""
     return Image.fromarray((np.clip(values, 0.0, 1.0) * 255 + 0.5).astype(np.uint8))
+
+
+def concept_colors(n: int) -> list[tuple[int, int, int]]:
+    """``n`` distinct colours, evenly spaced hues from red to magenta (as the gist_rainbow colours that
+    pytorch-grad-cam's ``show_factorization_on_image`` gives DFF's concepts)."""
+    import colorsys
+
+    found = []
+    for i in range(n):
+        r, g, b = colorsys.hsv_to_rgb(0.83 * i / max(n, 1), 1.0, 1.0)
+        found.append((round(r * 255), round(g * 255), round(b * 255)))
+    return found
+
+
+def concepts_picture(
+    image: Image.Image,
+    backdrop: Image.Image,
+    index: np.ndarray,
+    value: np.ndarray,
+    colors: list[tuple[int, int, int]],
+    seen: tuple[int, int, int, int],
+    alpha: float = 0.5,
+) -> Image.Image:
+    """Every concept on one picture: each pixel in the colour of the concept whose map is strongest
+    there (``index``), as bright as that map's value (``value``, in [0, 1]), blended over the image
+    inside ``seen``; elsewhere ``backdrop``."""
+    result = backdrop.copy()
+    left, top, right, bottom = seen
+    if right > left and bottom > top:
+        palette = np.asarray(colors, dtype=np.float32).reshape(-1, 3)
+        shade = np.empty((bottom - top, right - left, 3), dtype=np.uint8)
+        for y in range(top, bottom, BAND):  # a band of rows at a time: float temporaries stay small
+            rows = slice(y, min(y + BAND, bottom))
+            lit = palette[index[rows, left:right]] * np.clip(value[rows, left:right], 0.0, 1.0)[..., None]
+            shade[y - top : rows.stop - top] = (lit + 0.5).astype(np.uint8)
+        blended = Image.blend(image.crop(seen), Image.fromarray(shade), alpha)
+        result.paste(blended, (left, top))
+    return result

@@ -20,8 +20,16 @@ from . import methods as registry
 from .choices import DEFAULT_SAVE
 from .discover import printable
 from .encoding import encode_picture
-from .outputs import EXPLANATION, SCHEMA_VERSION, file_name, json_text, output_file_pattern, read_explanation
-from .records import Failure, ImageItem, ImageResult, Skipped, SourceInfo
+from .outputs import (
+    EXPLANATION,
+    SCHEMA_VERSION,
+    concepts_file,
+    file_name,
+    json_text,
+    output_file_pattern,
+    read_explanation,
+)
+from .records import Explanation, Failure, ImageItem, ImageResult, Skipped, SourceInfo
 
 TOP_PREDICTIONS = 5
 
@@ -196,23 +204,43 @@ def result_doc(result: ImageResult, ctx: RunContext) -> dict[str, Any]:
         {"class_index": p.class_index, "label": p.label, "logit": p.logit, "probability": p.probability}
         for p in result.predictions
     ]
-    doc["explanations"] = [
-        {
+    doc["explanations"] = [_entry(exp) for exp in result.explanations]
+    return doc
+
+
+def _entry(exp: Explanation) -> dict[str, Any]:
+    """One explanation's JSON entry, files not listed yet."""
+    if exp.concept is not None:  # a class-free method's concept (outputs.ConceptEntryDoc)
+        return {
             "method": exp.method,
-            **({"variant": exp.variant} if exp.variant is not None else {}),
-            "class_index": exp.class_index,
+            "class_index": None,
+            "concept": exp.concept,
+            "concept_classes": None
+            if exp.concept_classes is None
+            else [{"class_index": c.class_index, "label": c.label, "score": c.score} for c in exp.concept_classes],
+            **({"unnamed": exp.unnamed} if exp.concept_classes is None else {}),
             "label": exp.label,
-            "rank": exp.rank,
-            "logit": exp.logit,
-            "probability": exp.probability,
+            "rank": None,
+            "logit": None,
+            "probability": None,
             "bbox": list(exp.bbox) if exp.bbox else None,
             "peak": list(exp.peak) if exp.peak else None,
             "params": exp.params,
             "files": {},
         }
-        for exp in result.explanations
-    ]
-    return doc
+    return {
+        "method": exp.method,
+        **({"variant": exp.variant} if exp.variant is not None else {}),
+        "class_index": exp.class_index,
+        "label": exp.label,
+        "rank": exp.rank,
+        "logit": exp.logit,
+        "probability": exp.probability,
+        "bbox": list(exp.bbox) if exp.bbox else None,
+        "peak": list(exp.peak) if exp.peak else None,
+        "params": exp.params,
+        "files": {},
+    }
 
 
 def _write_result(folder: Path, result: ImageResult, ctx: RunContext) -> dict[str, Any]:
@@ -222,25 +250,56 @@ def _write_result(folder: Path, result: ImageResult, ctx: RunContext) -> dict[st
     seen = maps.seen_rect(geometry)
     backdrop = render.dimmed(prepared.image) if "overlay" in ctx.save else None
     ext = ctx.overlay_format
+    strongest: dict[str, tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]] = {}  # class-free: all concepts
     for exp, entry in zip(result.explanations, doc["explanations"], strict=True):
         files: dict[str, str] = entry["files"]
+        name = partial(file_name, exp.method, exp.class_index, variant=exp.variant, concept=exp.concept)
         if exp.input_map.dim() == 2 and {"overlay", "map"} & ctx.save:
             # One map at a time: at full resolution a 100-megapixel image's map alone is 400 MB.
             heat = maps.to_original(exp.input_map[None], geometry)[0].cpu().numpy()
             if backdrop is not None:  # overlays are saved
-                files["overlay"] = file_name(exp.method, exp.class_index, "overlay", ext, exp.variant)
+                files["overlay"] = name("overlay", ext)
                 picture = render.overlay(prepared.image, backdrop, heat, seen, ctx.alpha, ctx.colormap, exp.bbox)
                 atomic_write(folder / files["overlay"], encode_picture(picture, ext))
+                if exp.concept is not None:
+                    _strongest(strongest, exp, entry, heat)
             if "map" in ctx.save:
-                files["map"] = file_name(exp.method, exp.class_index, "map", "npy", exp.variant)
+                files["map"] = name("map", "npy")
                 atomic_write(folder / files["map"], _npy(heat))
         elif "overlay" in ctx.save:
-            files["image"] = file_name(exp.method, exp.class_index, "image", ext, exp.variant)
+            files["image"] = name("image", ext)
             # Grey (0.5) means zero gradient, and is also what lies outside the model's view.
             rgb = maps.to_original(exp.input_map - 0.5, geometry) + 0.5
             picture = render.rgb_image(rgb.permute(1, 2, 0).cpu().numpy())
             atomic_write(folder / files["image"], encode_picture(picture, ext))
         if "raw_map" in ctx.save:
-            files["raw_map"] = file_name(exp.method, exp.class_index, "raw", "npy", exp.variant)
+            files["raw_map"] = name("raw", "npy")
             atomic_write(folder / files["raw_map"], _npy(exp.raw_map.cpu().numpy()))
+    for method, (index, value, listed) in strongest.items():
+        colors = render.concept_colors(len(listed))
+        assert backdrop is not None
+        picture = render.concepts_picture(prepared.image, backdrop, index, value, colors, seen, ctx.alpha)
+        combined = concepts_file(method, ext)
+        atomic_write(folder / combined, encode_picture(picture, ext))
+        for entry, color in zip(listed, colors, strict=True):
+            entry["color"] = "#{:02x}{:02x}{:02x}".format(*color)
+            entry["files"]["concepts"] = combined
     return doc
+
+
+def _strongest(
+    found: dict[str, tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]],
+    exp: Explanation,
+    entry: dict[str, Any],
+    heat: np.ndarray,
+) -> None:
+    """Fold one concept's full-resolution map into its method's running (strongest concept, its value)
+    per pixel, for the picture of all concepts (ties go to the lower concept, as an argmax does)."""
+    if exp.method not in found:
+        found[exp.method] = (np.zeros(heat.shape, dtype=np.uint16), heat.copy(), [entry])  # ≤ 1024 concepts
+        return
+    index, value, listed = found[exp.method]
+    better = heat > value
+    index[better] = len(listed)
+    np.maximum(value, heat, out=value)
+    listed.append(entry)

@@ -682,3 +682,36 @@ def test_hundreds_of_cards_render_lazily_from_several_parts(tmp_path, open_repor
     assert page.visible_paths() == [f"gone/img{i:04d}.png" for i in range(300)]
     assert page.problems == []
     assert page.page.evaluate("window.__pwned") is None
+
+
+def test_dff_concepts_are_shown_with_their_top_classes(tmp_path, run_cli, open_report, artifacts):
+    """A dff run: each concept's overlay captioned with its top classes (set as text, even a hostile
+    label), the picture of all concepts once, and the detail view's group of concepts."""
+    images = tmp_path / "images"
+    images.mkdir()
+    small_copy("chelsea.png", images / "chelsea.png")
+    out = tmp_path / "out"
+    result = run_cli("explain", images, "-o", out, "-q", "--method", "dff", "--dff-n-components", "3")
+    assert result.exit_code == 0, result.output
+    json_path = out / "chelsea.png" / "explanation.json"
+    doc = json.loads(json_path.read_text(encoding="utf-8"))
+    doc["explanations"][1]["concept_classes"][0]["label"] = "<img src=x onerror=window.__pwned=1>"
+    json_path.write_text(json.dumps(doc), encoding="utf-8")
+    build_report(out)
+    page = open_report(index_of(out))
+    captions = page.page.eval_on_selector_all("#cards .shot figcaption", "fs => fs.map(f => f.textContent)")
+    entries = doc["explanations"]
+    assert len(captions) == len(entries) + 1
+    for caption, entry in zip(captions, entries, strict=False):
+        named = entry["concept_classes"]
+        assert caption.startswith(f"dff · concept {entry['concept']}: {named[0]['label']} ")
+        assert named[1]["label"] in caption
+    assert captions[-1] == "dff · all concepts"
+    assert page.page.locator("#cards .shot img").count() == len(entries) + 1
+    page.page.locator("#cards .card").first.focus()
+    page.page.keyboard.press("Enter")
+    body = page.page.locator("#detail").inner_text()
+    assert "dff concepts (not per class)" in body
+    assert "<img src=x onerror=window.__pwned=1>" in body
+    page.page.screenshot(path=str(artifacts / "report-dff.png"))
+    page.assert_clean()

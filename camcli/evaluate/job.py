@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import methods
 from ..errors import CamcliError
 from ..job import ExplainJob
 from ..methods.occlusion import Occlusion
@@ -90,6 +91,14 @@ class EvaluateJob:
             raise CamcliError(
                 f"--correlation-stride {self.correlation_stride} is not between 1 and --correlation-window "
                 f"{self.correlation_window}: some pixels would never be occluded."
+            )
+        class_free = [m for m in self.explain.methods if methods.get(m).cls.concepts]
+        if class_free:
+            raise CamcliError(
+                f"camcli evaluate scores a class's map against that class's ground truth, and {class_free[0]} "
+                f"makes no map per class (its maps are concepts, named by classes after the fact). Evaluate a "
+                f"class map method instead (--method gradcam, or another CAM), and look at {class_free[0]}'s "
+                f"concepts with camcli explain and camcli report."
             )
         if self.explain.classes_from is not None:
             raise CamcliError(

@@ -34,6 +34,11 @@ def heat_methods(images: Sequence[Image]) -> list[str]:
         for entry in outputs.entries(image.doc):
             if outputs.is_heat_map(entry):
                 found[outputs.key_of(entry)] = None
+    if not found and any(outputs.concept_entries(image.doc) for image in images):
+        raise CamcliError(
+            "The outputs hold only class-free concept maps (dff), which have no class to score against the "
+            "ground truth. Explain with --method gradcam (or another CAM) to evaluate."
+        )
     if not found:
         raise CamcliError(
             "The outputs hold no heat-map explanation to evaluate (pixel-space methods such as "

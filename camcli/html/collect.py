@@ -18,7 +18,8 @@ HIT_KEYS = ("pointing_hit", "hit", "pointing_game.hit")  # the per-image audit o
 
 @dataclass(frozen=True)
 class Shot:
-    """One explained (method, class) entry of explanation.json."""
+    """One explained (method, class) entry of explanation.json; or one concept of a class-free method
+    (``class_index`` None, ``label`` the concept's top classes), or its picture of all concepts."""
 
     method: str
     class_index: Any
@@ -66,7 +67,7 @@ def image_doc(json_path: Path) -> ImageDoc | None:
         error=_message(error),
         folder=json_path.parent,
         predictions=[_prediction(p) for p in _dicts(doc.get("predictions"))],
-        shots=[_shot(e) for e in _dicts(doc.get("explanations"))],
+        shots=_shots(_dicts(doc.get("explanations"))),
         size=[source.get("width"), source.get("height")] if "width" in source else None,
         sha256=sha if isinstance(sha, str) else None,
         fingerprint=str(doc.get("fingerprint", "")),
@@ -152,13 +153,48 @@ def _prediction(p: dict[str, Any]) -> tuple[Any, str, Any, Any]:
     return p.get("class_index"), str(p.get("label", p.get("class_index", ""))), p.get("probability"), p.get("logit")
 
 
+def _shots(found: list[dict[str, Any]]) -> list[Shot]:
+    """Every entry's shot; a class-free method's concepts (DFF) are followed by its picture of all
+    concepts, once, after the last concept that lists it."""
+    shots = [_shot(e) for e in found]
+    last: dict[str, tuple[int, str]] = {}  # picture of all concepts → (position of its last concept, method)
+    for n, entry in enumerate(found):
+        combined = plain_name(table_of(entry, "files").get("concepts"))
+        if _is_concept(entry) and combined:
+            last[combined] = (n, str(entry.get("method", "")))
+    for combined, (n, method) in sorted(last.items(), key=lambda item: -item[1][0]):
+        shots.insert(n + 1, Shot(method, None, "all concepts", None, None, None, None, None, combined, "overlay"))
+    return shots
+
+
+def _is_concept(entry: dict[str, Any]) -> bool:
+    concept = entry.get("concept")
+    return entry.get("class_index", 0) is None and isinstance(concept, int) and not isinstance(concept, bool)
+
+
+def concept_title(entry: dict[str, Any]) -> str:
+    """A concept's caption, from its top classes (as text: the page sets it as text, never as HTML):
+    "concept 2: tabby cat 41%, tiger cat 22%", or "concept 2 (unnamed: why)"."""
+    named = entry.get("concept_classes")
+    title = f"concept {entry.get('concept')}"
+    if isinstance(named, list) and named:
+        parts = []
+        for c in _dicts(named):
+            score = c.get("score")
+            shown = f" {score * 100:.0f}%" if isinstance(score, (int, float)) and not isinstance(score, bool) else ""
+            parts.append(f"{c.get('label', c.get('class_index', '?'))}{shown}")
+        return f"{title}: {', '.join(parts)}"
+    why = entry.get("unnamed")
+    return f"{title} (unnamed: {why})" if isinstance(why, str) else title
+
+
 def _shot(entry: dict[str, Any]) -> Shot:
     files = table_of(entry, "files")
     kind = "overlay" if plain_name(files.get("overlay")) else "image"
     return Shot(
         method=str(entry.get("method", "")),
         class_index=entry.get("class_index"),
-        label=str(entry.get("label", entry.get("class_index", ""))),
+        label=concept_title(entry) if _is_concept(entry) else str(entry.get("label", entry.get("class_index", ""))),
         rank=entry.get("rank"),
         logit=entry.get("logit"),
         probability=entry.get("probability"),

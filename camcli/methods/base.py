@@ -7,6 +7,11 @@ A method computes *raw* maps for all B images and K classes of a batch at once:
   paper's 15% rule;
 - kind ``pixel``: a signed input-space gradient per (image, class), B×K×3×H×W.
 
+A *class-free* method (``concepts = True``, Deep Feature Factorization) gives no map per class: its
+``compute`` returns ``Concepts``, N heat maps per image (B×N×h×w), each concept named by the classes
+the model scores highest for it, or the reason it cannot be named. Its explanation.json entries have
+``"class_index": null`` and a ``"concept"`` index instead (see ``outputs.concept_entries``).
+
 Method modules import torch inside their functions, not at the top: the command line reads every
 method's declaration (name, kind, summary, parameters) to build its options, and must do so without
 loading torch (see ``camcli.methods``).
@@ -33,6 +38,17 @@ KINDS = (HEAT, PIXEL)
 
 
 @dataclass(frozen=True)
+class Concepts:
+    """What a class-free method computes for a batch: ``maps`` B×N×h×w (a heat map per image and
+    concept); ``names[b][n]`` the concept's top classes as (class index, score) pairs, best first, or
+    None with ``unnamed`` saying why no concept could be named."""
+
+    maps: torch.Tensor
+    names: list[list[list[tuple[int, float]]]] | None
+    unnamed: str | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     """What a method is run with: the model input's size, the ``--smooth`` modes that apply to it, and
     its own parameters' values (every declared one, defaults filled in)."""
@@ -53,6 +69,7 @@ class Method:
     params: ClassVar[tuple[Param, ...]] = ()
     smoothing: ClassVar[frozenset[str]] = frozenset()  # the --smooth modes that apply to it
     needs: ClassVar[Needs] = Needs()
+    concepts: ClassVar[bool] = False  # class-free: compute() returns Concepts, not maps per class
 
     @classmethod
     def check(cls, values: Mapping[str, Value], input_size: tuple[int, int] | None = None) -> None:
@@ -63,9 +80,9 @@ class Method:
         """Checks that need the model (e.g. that its head is a pooled linear classifier), made once before
         any image; raise CamcliError saying why the method does not apply and what to use instead."""
 
-    def compute(self, p: Pass, probe: Probe, s: Settings) -> torch.Tensor | dict[str, torch.Tensor]:
+    def compute(self, p: Pass, probe: Probe, s: Settings) -> torch.Tensor | dict[str, torch.Tensor] | Concepts:
         """Raw maps for every image and class of the pass; or, for a method that makes several variants
-        (one per target layer, per window size), {variant: maps}."""
+        (one per target layer, per window size), {variant: maps}; or a class-free method's ``Concepts``."""
         raise NotImplementedError
 
     def requires(self, s: Settings) -> Needs:

@@ -85,6 +85,43 @@ def _probe(
     return scores, outputs
 
 
+def pooled_head_problem(model: nn.Module, layers: tuple[str, ...], size: tuple[int, int]) -> str | None:
+    """None when the model's class scores are its linear classifier (``linear_head``) applied to the
+    global average of each target layer (checked on a seeded random input); else what is missing, as
+    the end of "this method needs ...". Shared by CAM and DFF (which names concepts with that classifier)."""
+    import torch
+
+    from ..layers import layout_of
+
+    head = linear_head(model)
+    if head is None:
+        return "a model whose classifier is one linear layer; this one's is not"
+    scores, outputs = _probe(model, layers, size)
+    prefix = getattr(model, "num_prefix_tokens", 0)
+    for name in layers:
+        out = outputs.get(name)
+        layout = None if out is None else layout_of(tuple(out.shape), size, prefix if isinstance(prefix, int) else 0)
+        if out is None or layout is None:
+            return f"a feature map to pool, and layer '{name}' gives none"
+        pooled = layout.to_map(out).float().mean(dim=(-2, -1))
+        if pooled.shape[1] != head.in_features:
+            return (
+                f"the classifier to read the global average of the target layer, but layer '{name}' has "
+                f"{pooled.shape[1]} channels and the classifier takes {head.in_features} inputs: the model's head "
+                f"is not a pooled linear layer on it"
+            )
+        bias = None if head.bias is None else head.bias.detach().float()
+        predicted = torch.nn.functional.linear(pooled, head.weight.detach().float(), bias)
+        tolerance = 1e-3 * float(scores.abs().max())  # relative: untrained models' scores can be tiny
+        if predicted.shape != scores.shape or float((predicted - scores).abs().max()) > tolerance:
+            return (
+                f"the class scores to be the classifier applied to the global average of the target layer, and "
+                f"they are not for layer '{name}': the model's head does more than pool it and apply one linear "
+                f"layer (a norm, an MLP, attention pooling, or the layer is not the last one before the pooling)"
+            )
+    return None
+
+
 class Cam(CamMethod):
     name = "cam"
     summary = "CAM: Σ_c w_c A_c, w the classifier's weights (global-average-pooled linear heads only)"
@@ -92,41 +129,9 @@ class Cam(CamMethod):
     smoothing = frozenset({"aug"})
 
     def prepare(self, model: nn.Module, layers: tuple[str, ...], s: Settings) -> None:
-        import torch
-
-        from ..layers import layout_of
-
-        head = linear_head(model)
-        if head is None:
-            raise CamcliError(f"cam needs a model whose classifier is one linear layer; this one's is not. {ADVICE}")
-        scores, outputs = _probe(model, layers, s.input_size)
-        prefix = getattr(model, "num_prefix_tokens", 0)
-        for name in layers:
-            out = outputs.get(name)
-            layout = (
-                None
-                if out is None
-                else layout_of(tuple(out.shape), s.input_size, prefix if isinstance(prefix, int) else 0)
-            )
-            if out is None or layout is None:
-                raise CamcliError(f"cam: layer '{name}' gives no feature map to pool. {ADVICE}")
-            pooled = layout.to_map(out).float().mean(dim=(-2, -1))
-            if pooled.shape[1] != head.in_features:
-                raise CamcliError(
-                    f"cam needs the classifier to read the global average of the target layer, but layer '{name}' "
-                    f"has {pooled.shape[1]} channels and the classifier takes {head.in_features} inputs: the model's "
-                    f"head is not a pooled linear layer on it. {ADVICE}"
-                )
-            bias = None if head.bias is None else head.bias.detach().float()
-            predicted = torch.nn.functional.linear(pooled, head.weight.detach().float(), bias)
-            tolerance = 1e-3 * float(scores.abs().max())  # relative: untrained models' scores can be tiny
-            if predicted.shape != scores.shape or float((predicted - scores).abs().max()) > tolerance:
-                raise CamcliError(
-                    f"cam needs the class scores to be the classifier applied to the global average of the target "
-                    f"layer, and they are not for layer '{name}': the model's head does more than pool it and apply "
-                    f"one linear layer (a norm, an MLP, attention pooling, or the layer is not the last one before "
-                    f"the pooling). {ADVICE}"
-                )
+        problem = pooled_head_problem(model, layers, s.input_size)
+        if problem is not None:
+            raise CamcliError(f"cam needs {problem}. {ADVICE}")
 
     def weights(self, layer: LayerCapture, p: Pass, probe: Probe, s: Settings) -> torch.Tensor:
         import torch

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 from ..engine.needs import Needs
 from ..errors import CamcliError
 from ..params import Param, Value, integer, number
-from .base import CamMethod, Method, Settings
+from .base import CamMethod, Concepts, Method, Settings
 
 if TYPE_CHECKING:
     import torch
@@ -124,7 +124,9 @@ class FinerCam(CamMethod):
             finer = own_gradients + torch.einsum("bkt,bktchw->bkchw", coefficients, others)
             layers.append(dataclasses.replace(mine, gradients=finer))
         base, settings = self._base(s)
-        return base.compute(dataclasses.replace(p, layers=tuple(layers)), probe, settings)
+        made = base.compute(dataclasses.replace(p, layers=tuple(layers)), probe, settings)
+        assert not isinstance(made, Concepts)  # its bases (BASES) are gradient CAMs
+        return made
 
     def comparisons(self, p: Pass, s: Settings) -> torch.Tensor:
         """B×K×T: for each explained class, the classes at the asked ranks of closeness of their score."""

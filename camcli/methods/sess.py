@@ -76,12 +76,15 @@ class Sess(Method):
 
     @classmethod
     def check(cls, values: Mapping[str, Value], input_size: tuple[int, int] | None = None) -> None:
-        from . import names, registry
+        from . import registry
 
         base = registry().get(str(values["base"]))
-        if base is None or base.kind != HEAT or base.name == cls.name:
-            heat = [n for n in names() if registry()[n].kind == HEAT and n != cls.name]
-            raise CamcliError(f"--sess-base {values['base']!r} is not a heat-map method. Use one of {', '.join(heat)}.")
+        if base is None or base.kind != HEAT or base.name == cls.name or base.cls.concepts:
+            heat = [n for n, i in registry().items() if i.kind == HEAT and n != cls.name and not i.cls.concepts]
+            raise CamcliError(
+                f"--sess-base {values['base']!r} is not a heat-map method with a map per class. "
+                f"Use one of {', '.join(heat)}."
+            )
         if input_size is not None:
             window = min(input_size)
             small = [s for s in _scales(values, window) if s < window]

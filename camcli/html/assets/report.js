@@ -332,7 +332,8 @@
     }
     for (const group of shotsByClass(r[SHOTS])) {
       const s = group[0];
-      parts.push(el('h3', {text: `${label(s[2])} · class ${raw(s[1])} · rank ${raw(s[3])} · ${pct(s[5])}`}),
+      const heading = s[1] === null ? `${method(s[0])} concepts (not per class)` : `${label(s[2])} · class ${raw(s[1])} · rank ${raw(s[3])} · ${pct(s[5])}`;
+      parts.push(el('h3', {text: heading}),
         el('div', {class: 'detail-shots'}, ...group.map((shot) => detailFigure(r, shot))));
     }
     return parts;
@@ -341,7 +342,7 @@
   function shotsByClass(shots) {
     const groups = new Map();
     for (const s of shots) {
-      const key = `${s[1]}|${s[3]}`;
+      const key = s[1] === null ? `concepts|${s[0]}` : `${s[1]}|${s[3]}`;  // a class-free method's concepts: one group
       if (!groups.has(key)) groups.set(key, []);
       groups.get(key).push(s);
     }
