@@ -49,7 +49,7 @@ TARGETS = {
     **{m: 10.0 for m in (*GRADIENT, "eigengradcam", "fullgrad", "smoothgradcam++", "finercam", "shapleycam")},
     "refinecam": 10.0,
 }
-SKIPPED = {"legrad": "vision transformers only (tests/test_legrad.py times it against torchcam on a ViT)"}
+SKIPPED = {"legrad": "vision transformers only, and this benchmark runs a CNN"}
 # DFF is class-free: both tools factorize each image once whatever the classes (the reference called per image,
 # as camcli factorizes), so its row compares the factorization itself, scikit-learn's NMF against camcli's.
 
