@@ -150,6 +150,18 @@ class CamMethod(Method):
         return {"layers": shown, **({"smooth": smooth} if smooth else {}), **super().record(s, layers, variant)}
 
 
+def base_method(
+    name: Value, input_size: tuple[int, int], smooth: frozenset[str] = frozenset(), separate_layers: bool = False
+) -> tuple[Method, Settings]:
+    """The method a wrapper runs on (guided-cam, Finer-CAM, RefineCAM, SESS name it by a parameter) and its
+    settings: its own parameters at their defaults, the ``smooth`` modes that apply to it."""
+    from . import get, load
+
+    info = get(str(name))
+    values = {p.name: p.default for p in info.params}
+    return load(info.name), Settings(input_size, smooth & info.smoothing, values, separate_layers)
+
+
 def combine_layers(maps: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
     """One layer: its map as it is. Several: the mean of each min-max scaled map upsampled to ``size``."""
     import torch

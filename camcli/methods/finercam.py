@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 from ..engine.needs import Needs
 from ..errors import CamcliError
 from ..params import Param, Value, integer, number
-from .base import CamMethod, Concepts, Method, Settings
+from .base import CamMethod, Concepts, Method, Settings, base_method
 
 if TYPE_CHECKING:
     import torch
@@ -94,11 +94,7 @@ class FinerCam(CamMethod):
             )
 
     def _base(self, s: Settings) -> tuple[Method, Settings]:
-        from . import get, load
-
-        info = get(str(s.params["base_method"]))
-        values = {p.name: p.default for p in info.params}
-        return load(info.name), Settings(s.input_size, s.smooth & info.smoothing, values, s.separate_layers)
+        return base_method(s.params["base_method"], s.input_size, s.smooth, s.separate_layers)
 
     def requires(self, s: Settings) -> Needs:
         base, settings = self._base(s)

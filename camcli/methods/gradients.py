@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ..engine.needs import Needs
 from ..errors import CamcliError
 from ..params import Param, Value
-from .base import HEAT, PIXEL, Method, Settings
+from .base import HEAT, PIXEL, Method, Settings, base_method
 from .gradcam import GradCam
 
 if TYPE_CHECKING:
@@ -99,11 +99,7 @@ class GuidedCam(InputGradient):
             raise CamcliError(f"--guided-cam-base {base!r} is not a heat-map method. Use one of {', '.join(heat)}.")
 
     def _base(self, s: Settings) -> tuple[Method, Settings]:
-        from . import get, load
-
-        info = get(str(s.params["base"]))
-        values = {p.name: p.default for p in info.params}
-        return load(info.name), Settings(s.input_size, frozenset(), values)
+        return base_method(s.params["base"], s.input_size)
 
     def requires(self, s: Settings) -> Needs:
         base, settings = self._base(s)

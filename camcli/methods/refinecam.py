@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import CamcliError
 from ..params import Param, Value
-from .base import HEAT, CamMethod, Method, Settings
+from .base import HEAT, CamMethod, Method, Settings, base_method
 
 if TYPE_CHECKING:
     import torch
@@ -80,11 +80,7 @@ class RefineCam(Method):
         base.prepare(model, layers, settings)  # the base's own checks (its layers, the model's head)
 
     def _base(self, s: Settings) -> tuple[Method, Settings]:
-        from . import get, load
-
-        info = get(str(s.params["base"]))
-        values = {p.name: p.default for p in info.params}
-        return load(info.name), Settings(s.input_size, frozenset(), values, separate_layers=True)
+        return base_method(s.params["base"], s.input_size, separate_layers=True)
 
     def requires(self, s: Settings) -> Needs:
         base, settings = self._base(s)

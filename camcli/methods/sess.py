@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import CamcliError
 from ..params import Param, Value, integer, number
-from .base import HEAT, Method, Settings
+from .base import HEAT, Method, Settings, base_method
 
 if TYPE_CHECKING:
     import torch
@@ -95,11 +95,7 @@ class Sess(Method):
                 )
 
     def _base(self, s: Settings) -> tuple[Method, Settings]:
-        from . import get, load
-
-        info = get(str(s.params["base"]))
-        values = {p.name: p.default for p in info.params}
-        return load(info.name), Settings(s.input_size, frozenset(), values)
+        return base_method(s.params["base"], s.input_size)
 
     def requires(self, s: Settings) -> Needs:
         base, settings = self._base(s)
