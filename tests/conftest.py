@@ -30,7 +30,8 @@ for _name, _path in _CACHES.items():
     os.environ[_name] = str(_path)
 os.environ.pop("HUGGINGFACE_HUB_CACHE", None)  # the older spelling would win over HF_HUB_CACHE
 
-import pytest  # noqa: E402  (after the environment above, which imports may read)
+import numpy as np  # noqa: E402  (after the environment above, which imports may read)
+import pytest  # noqa: E402
 import torch  # noqa: E402
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_images"
@@ -116,6 +117,16 @@ def sample_copy(tmp_path: Path) -> Path:
     for name in ("chelsea.png", "coffee.png"):
         shutil.copy(SAMPLES / name, folder / name)
     return folder
+
+
+def corr(a: object, b: object) -> float:
+    """Pearson's r of two maps (tensors or arrays of any shape, flattened), in float64."""
+
+    def flat(v: object) -> torch.Tensor:
+        found = v.detach().cpu() if isinstance(v, torch.Tensor) else torch.as_tensor(np.asarray(v))
+        return found.flatten().double()
+
+    return float(torch.corrcoef(torch.stack([flat(a), flat(b)]))[0, 1])
 
 
 def hook_counts(model: torch.nn.Module) -> list[int]:

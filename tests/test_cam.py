@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import explain_tensors, hook_counts
+from conftest import corr, explain_tensors, hook_counts
 from torch import nn
 from torchcam.methods import CAM
 
@@ -27,10 +27,6 @@ ARCHS = {  # model: target layer, classifier
     "tf_efficientnet_lite0": ("bn2", "classifier"),  # its bundled weights
     "tv:mobilenet_v2": ("features.18", "classifier.1"),  # torchvision: the last Linear, random weights
 }
-
-
-def corr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(torch.corrcoef(torch.stack([a.flatten().double(), b.flatten().double()]))[0, 1])
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from conftest import explain_tensors
+from conftest import corr, explain_tensors
 from pytorch_grad_cam import DeepFeatureFactorization
 from sklearn.decomposition import NMF
 
@@ -20,13 +20,6 @@ from camcli.errors import CamcliError
 from camcli.methods.dff import factorize, nmf
 from camcli.models import DataConfig, load_model
 from camcli.preprocess import decode, to_input
-
-
-def corr(a, b) -> float:
-    pair = torch.stack(
-        [torch.as_tensor(np.asarray(a)).flatten().double(), torch.as_tensor(np.asarray(b)).flatten().double()]
-    )
-    return float(torch.corrcoef(pair)[0, 1])
 
 
 def sklearn_nmf(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, int]:

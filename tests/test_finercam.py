@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import timm
 import torch
-from conftest import explain_tensors
+from conftest import corr, explain_tensors
 from pytorch_grad_cam import GradCAM, LayerCAM
 from pytorch_grad_cam.finer_cam import DEFAULT_COMPARISON_CATEGORIES, FinerCAM
 
@@ -21,10 +21,6 @@ from camcli.models import DataConfig
 from camcli.preprocess import decode, to_input
 
 METHOD = "finercam"
-
-
-def corr(a: torch.Tensor, b: np.ndarray) -> float:
-    return float(torch.corrcoef(torch.stack([a.flatten().double(), torch.from_numpy(b).flatten().double()]))[0, 1])
 
 
 def tokens_to_map(tensor: torch.Tensor) -> torch.Tensor:

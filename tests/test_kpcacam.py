@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import explain_tensors
+from conftest import corr, explain_tensors
 from pytorch_grad_cam import KPCA_CAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection_kernel
@@ -26,11 +26,6 @@ def vit_tokens(tensor: torch.Tensor) -> torch.Tensor:
 
 
 ARCHS = {"resnet18": (96, "layer3", None), "test_vit": (160, "blocks.5.norm1", vit_tokens)}
-
-
-def corr(a: torch.Tensor, b: np.ndarray | torch.Tensor) -> float:
-    pair = torch.stack([a.flatten().double(), torch.as_tensor(np.asarray(b)).flatten().double()])
-    return float(torch.corrcoef(pair)[0, 1])
 
 
 @pytest.fixture(scope="module", params=list(ARCHS))

@@ -14,16 +14,12 @@ import timm
 import torch
 import torch.nn.functional as F
 import torchvision
-from conftest import explain_tensors, hook_counts
+from conftest import corr, explain_tensors, hook_counts
 from timm.layers import set_fused_attn
 from torch import nn
 from torchcam.methods import LeGrad as TorchcamLeGrad
 
 from camcli.errors import CamcliError
-
-
-def corr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(torch.corrcoef(torch.stack([a.flatten().double(), b.flatten().double()]))[0, 1])
 
 
 def _torchvision_vit() -> nn.Module:

@@ -17,7 +17,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from captum.attr import Deconvolution, GuidedBackprop, GuidedGradCam, LayerGradCam, Occlusion, Saliency
-from conftest import explain_tensors
+from conftest import corr, explain_tensors
 from pytorch_grad_cam import (
     AblationCAM,
     EigenCAM,
@@ -61,12 +61,6 @@ ARCHS = {
     "tv:densenet121": {"size": 96, "layer": "features.denseblock4", "cheap": "features.transition1.relu"},
     "convnext_tiny": {"size": 96, "layer": "stages.3", "cheap": "stages.0"},
 }
-
-
-def corr(a: torch.Tensor, b: np.ndarray | torch.Tensor) -> float:
-    a = a.flatten().double()
-    b = torch.as_tensor(np.asarray(b)).flatten().double()
-    return float(torch.corrcoef(torch.stack([a, b]))[0, 1])
 
 
 @pytest.fixture(scope="module", params=list(ARCHS))

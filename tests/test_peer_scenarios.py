@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import explain_tensors
+from conftest import corr, explain_tensors
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import (
     ClassifierOutputReST,
@@ -26,12 +26,6 @@ from camcli.layers import default_layer, probe_layers
 from camcli.models import load_model
 
 from background import Background
-
-
-def corr(a, b) -> float:
-    a = torch.as_tensor(np.asarray(a)).flatten().double()
-    b = torch.as_tensor(np.asarray(b)).flatten().double()
-    return float(torch.corrcoef(torch.stack([a, b]))[0, 1])
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import explain_tensors, hook_counts
+from conftest import corr, explain_tensors, hook_counts
 from pytorch_grad_cam import GradCAMPlusPlus, LayerCAM, RefineCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
@@ -27,11 +27,6 @@ ARCHS = {
     "resnet18": (64, ["layer2", "layer3", "layer4"], None),
     "test_vit": (160, ["blocks.1", "blocks.3", "blocks.5.norm1"], vit_tokens),
 }
-
-
-def corr(a: torch.Tensor, b: np.ndarray | torch.Tensor) -> float:
-    pair = torch.stack([a.flatten().double(), torch.as_tensor(np.asarray(b)).flatten().double()])
-    return float(torch.corrcoef(pair)[0, 1])
 
 
 @pytest.fixture(scope="module", params=list(ARCHS))

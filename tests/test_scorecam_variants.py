@@ -12,16 +12,12 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
-from conftest import explain_tensors
+from conftest import corr, explain_tensors
 from torchcam.methods import ISCAM, SSCAM
 
 from camcli import methods
 from camcli.models import DataConfig
 from camcli.preprocess import decode, to_input
-
-
-def corr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(torch.corrcoef(torch.stack([a.flatten().double(), b.flatten().double()]))[0, 1])
 
 
 def shown(cam: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

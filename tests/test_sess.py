@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
-from conftest import explain_tensors
+from conftest import corr, explain_tensors
 from pytorch_grad_cam import GradCAM, LayerCAM
 from pytorch_grad_cam.sess import SESS
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -16,10 +15,6 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from camcli.models import load_model
 
 BASES = {"gradcam": GradCAM, "layercam": LayerCAM}
-
-
-def corr(a: torch.Tensor, b: np.ndarray) -> float:
-    return float(torch.corrcoef(torch.stack([a.flatten().double(), torch.from_numpy(b).flatten().double()]))[0, 1])
 
 
 @pytest.fixture(scope="module", params=[("resnet18", "layer3"), ("convnext_tiny", "stages.2")])

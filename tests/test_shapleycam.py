@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import explain_tensors, hook_counts
+from conftest import corr, explain_tensors, hook_counts
 from pytorch_grad_cam import ShapleyCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputReST, ClassifierOutputTarget
 from torch import nn
@@ -51,11 +51,6 @@ ARCHS = {
     "convnext_tiny": (64, "stages.2", "logit", ClassifierOutputTarget),
     "test_vit": (160, "blocks.3", "logit", ClassifierOutputTarget),
 }
-
-
-def corr(a: torch.Tensor, b: np.ndarray | torch.Tensor) -> float:
-    pair = torch.stack([a.flatten().double(), torch.as_tensor(np.asarray(b)).flatten().double()])
-    return float(torch.corrcoef(pair)[0, 1])
 
 
 def _model(name: str) -> nn.Module:

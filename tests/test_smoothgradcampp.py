@@ -11,7 +11,7 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
-from conftest import explain_tensors
+from conftest import corr, explain_tensors
 from torchcam.methods import SmoothGradCAMpp
 
 from camcli import methods
@@ -19,10 +19,6 @@ from camcli.models import DataConfig, load_model
 from camcli.preprocess import decode, to_input
 
 METHOD = "smoothgradcam++"
-
-
-def corr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(torch.corrcoef(torch.stack([a.flatten().double(), b.flatten().double()]))[0, 1])
 
 
 def shown(cam: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
