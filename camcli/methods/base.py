@@ -150,6 +150,14 @@ class CamMethod(Method):
         return {"layers": shown, **({"smooth": smooth} if smooth else {}), **super().record(s, layers, variant)}
 
 
+def gradients_of(layer: LayerCapture) -> torch.Tensor:
+    """The class scores' gradients at a target layer, B×K×C×h×w (a method that reads them declares
+    ``Needs(layer_gradients=True)``; their absence is camcli's bug, not the user's)."""
+    if layer.gradients is None:
+        raise RuntimeError(f"the pass computed no gradients at '{layer.name}'")
+    return layer.gradients
+
+
 def base_method(
     name: Value, input_size: tuple[int, int], smooth: frozenset[str] = frozenset(), separate_layers: bool = False
 ) -> tuple[Method, Settings]:

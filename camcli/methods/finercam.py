@@ -38,12 +38,12 @@ from typing import TYPE_CHECKING
 from ..engine.needs import Needs
 from ..errors import CamcliError
 from ..params import Param, Value, integer, number
-from .base import CamMethod, Concepts, Method, Settings, base_method
+from .base import CamMethod, Concepts, Method, Settings, base_method, gradients_of
 
 if TYPE_CHECKING:
     import torch
 
-    from ..engine.capture import LayerCapture, Pass
+    from ..engine.capture import Pass
     from ..engine.probe import Probe
 
 # The gradient CAMs whose maps depend on the score only through the layer gradients.
@@ -52,12 +52,6 @@ BASES = ("gradcam", "gradcam++", "xgradcam", "hirescam", "gradcam-elementwise", 
 
 def _ranks(value: Value) -> tuple[int, ...]:
     return tuple(integer(v) for v in value) if isinstance(value, tuple) else (integer(value),)
-
-
-def _gradients(layer: LayerCapture) -> torch.Tensor:
-    if layer.gradients is None:
-        raise RuntimeError(f"the pass computed no gradients at '{layer.name}'")
-    return layer.gradients
 
 
 class FinerCam(CamMethod):
@@ -115,8 +109,8 @@ class FinerCam(CamMethod):
         compared = probe.rerun(p.x, comparisons.flatten(1))
         layers = []
         for mine, other in zip(p.layers, compared.layers, strict=True):
-            own_gradients = _gradients(mine)
-            others = _gradients(other).reshape(b, k, t, *own_gradients.shape[2:])
+            own_gradients = gradients_of(mine)
+            others = gradients_of(other).reshape(b, k, t, *own_gradients.shape[2:])
             finer = own_gradients + torch.einsum("bkt,bktchw->bkchw", coefficients, others)
             layers.append(dataclasses.replace(mine, gradients=finer))
         base, settings = self._base(s)

@@ -9,19 +9,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .base import CamMethod, Settings
+from .base import CamMethod, Settings, gradients_of
 
 if TYPE_CHECKING:
     import torch
 
     from ..engine.capture import LayerCapture, Pass
     from ..engine.probe import Probe
-
-
-def _gradients(layer: LayerCapture) -> torch.Tensor:
-    if layer.gradients is None:
-        raise RuntimeError(f"the pass computed no gradients at '{layer.name}'")
-    return layer.gradients
 
 
 class GradCam(CamMethod):
@@ -31,7 +25,7 @@ class GradCam(CamMethod):
     summary = "Grad-CAM: ReLU(Σ_c α_c A_c), α the spatially averaged gradient"
 
     def weights(self, layer: LayerCapture, p: Pass, probe: Probe, s: Settings) -> torch.Tensor:
-        return _gradients(layer).mean(dim=(-2, -1))
+        return gradients_of(layer).mean(dim=(-2, -1))
 
 
 class Counterfactual(CamMethod):
@@ -42,7 +36,7 @@ class Counterfactual(CamMethod):
     summary = "ReLU(Σ_c −α_c A_c): what argues against the class"
 
     def weights(self, layer: LayerCapture, p: Pass, probe: Probe, s: Settings) -> torch.Tensor:
-        return -_gradients(layer).mean(dim=(-2, -1))
+        return -gradients_of(layer).mean(dim=(-2, -1))
 
 
 class GradCamPlusPlus(CamMethod):
@@ -53,7 +47,7 @@ class GradCamPlusPlus(CamMethod):
     summary = "Grad-CAM++: α from 2nd and 3rd powers of the gradient"
 
     def weights(self, layer: LayerCapture, p: Pass, probe: Probe, s: Settings) -> torch.Tensor:
-        g = _gradients(layer)
+        g = gradients_of(layer)
         g2 = g * g
         total = layer.activations.sum(dim=(-2, -1))[:, None, :, None, None]
         a = g2 / (2 * g2 + total * g2 * g + 1e-6)
@@ -69,7 +63,7 @@ class XGradCam(CamMethod):
 
     def weights(self, layer: LayerCapture, p: Pass, probe: Probe, s: Settings) -> torch.Tensor:
         a = layer.activations[:, None]
-        return (_gradients(layer) * a / (a.sum(dim=(-2, -1), keepdim=True) + 1e-7)).sum(dim=(-2, -1))
+        return (gradients_of(layer) * a / (a.sum(dim=(-2, -1), keepdim=True) + 1e-7)).sum(dim=(-2, -1))
 
 
 class HiResCam(CamMethod):
@@ -80,7 +74,7 @@ class HiResCam(CamMethod):
     summary = "HiResCAM: ReLU(Σ_c G_c ⊙ A_c)"
 
     def weighted(self, layer: LayerCapture, p: Pass, probe: Probe, s: Settings) -> torch.Tensor:
-        return _gradients(layer) * layer.activations[:, None]
+        return gradients_of(layer) * layer.activations[:, None]
 
 
 class GradCamElementwise(CamMethod):
@@ -90,7 +84,7 @@ class GradCamElementwise(CamMethod):
     summary = "ReLU(Σ_c ReLU(G_c ⊙ A_c))"
 
     def weighted(self, layer: LayerCapture, p: Pass, probe: Probe, s: Settings) -> torch.Tensor:
-        return (_gradients(layer) * layer.activations[:, None]).relu()
+        return (gradients_of(layer) * layer.activations[:, None]).relu()
 
 
 class LayerCam(CamMethod):
@@ -101,7 +95,7 @@ class LayerCam(CamMethod):
     summary = "LayerCAM: ReLU(Σ_c ReLU(G_c) ⊙ A_c)"
 
     def weighted(self, layer: LayerCapture, p: Pass, probe: Probe, s: Settings) -> torch.Tensor:
-        return _gradients(layer).relu() * layer.activations[:, None]
+        return gradients_of(layer).relu() * layer.activations[:, None]
 
 
 METHODS = (GradCam, Counterfactual, GradCamPlusPlus, XGradCam, HiResCam, GradCamElementwise, LayerCam)

@@ -34,19 +34,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..params import Param, integer, number
-from .base import CamMethod, Settings, combine_layers, first_component
+from .base import CamMethod, Settings, combine_layers, first_component, gradients_of
 
 if TYPE_CHECKING:
     import torch
 
-    from ..engine.capture import LayerCapture, Pass
+    from ..engine.capture import Pass
     from ..engine.probe import Probe
-
-
-def _gradients(layer: LayerCapture) -> torch.Tensor:
-    if layer.gradients is None:
-        raise RuntimeError(f"the pass computed no gradients at '{layer.name}'")
-    return layer.gradients
 
 
 def _combined(weights: torch.Tensor, activations: torch.Tensor, s: Settings) -> torch.Tensor:
@@ -72,22 +66,22 @@ class SmoothGradCamPlusPlus(CamMethod):
 
         samples, std = integer(s.params["samples"]), number(s.params["std"])
         generator = torch.Generator().manual_seed(integer(s.params["seed"]))
-        squares = [torch.zeros_like(_gradients(layer)) for layer in p.layers]
+        squares = [torch.zeros_like(gradients_of(layer)) for layer in p.layers]
         cubes = [torch.zeros_like(square) for square in squares]
         last = p
         for _ in range(samples):
             noise = torch.randn(tuple(p.x.shape[1:]), generator=generator) * std
             last = probe.rerun(p.x + noise.to(p.x.device, p.x.dtype), p.classes)
             for layer, square, cube in zip(last.layers, squares, cubes, strict=True):
-                g2 = _gradients(layer).square()
+                g2 = gradients_of(layer).square()
                 square += g2
-                cube += g2 * _gradients(layer)
+                cube += g2 * gradients_of(layer)
         maps = {}
         for clean, noisy, square, cube in zip(p.layers, last.layers, squares, cubes, strict=True):
             d2, d3 = square / samples, cube / samples
             total = (d3 * clean.activations[:, None]).sum(dim=(-2, -1), keepdim=True)
             alpha = d2 / (2 * d2 + total + 1e-8)
-            weights = (alpha * _gradients(noisy).relu()).sum(dim=(-2, -1))
+            weights = (alpha * gradients_of(noisy).relu()).sum(dim=(-2, -1))
             maps[clean.name] = _combined(weights, noisy.activations, s)
         if s.separate_layers and len(maps) > 1:
             return maps
