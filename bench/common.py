@@ -11,6 +11,7 @@ import torch
 
 from camcli import methods as registry
 from camcli.explainer import BatchExplainer, Explained
+from camcli.heads import SOFTMAX, Head
 from camcli.layers import resolve_layers
 from camcli.models import LoadedModel
 from camcli.preprocess import decode, to_input
@@ -55,10 +56,12 @@ def camcli_engine(
     channels_last: bool = False,
     batch_size: int = 8,
     smooth: str | None = None,
+    head: Head = SOFTMAX,
     **options: object,
 ) -> BatchExplainer:
     """camcli's engine for inputs shaped like ``x``, set up as a run sets it up once: use it in ``with``.
-    Methods' options are the API's keywords (``occlusion_window=16``)."""
+    Methods' options are the API's keywords (``occlusion_window=16``); ``head`` says how outputs become
+    class scores (a segmentation model's: ``Head("softmax", "segment")``)."""
     size = (int(x.shape[-2]), int(x.shape[-1]))
     infos = resolve_layers(model, size, layers, int(x.shape[1]))
     given = registry.split_options(dict(options))
@@ -69,6 +72,7 @@ def camcli_engine(
         params,
         size,
         registry.parse_smoothing(smooth),
+        head,
         batch_size=batch_size,
         channels_last=channels_last,
     )

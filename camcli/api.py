@@ -84,6 +84,9 @@ class ImageExplanation:
     predictions: tuple[tuple[int, str, float, float], ...]  # (class index, label, logit, probability), top 5
     explanations: tuple[MethodMap, ...]
     record: dict[str, Any]  # as explanation.json, without files
+    # Segmentation models: each original pixel's predicted class (height×width int32, -1 where unseen);
+    # record["segmentation"]["areas"] has each class's area.
+    segmentation: np.ndarray | None = None
 
     def get(self, method: str, class_index: int, variant: str | None = None) -> MethodMap:
         for exp in self.explanations:
@@ -120,6 +123,7 @@ class Explainer:
         head: str = "softmax",
         ema: bool = False,
         preprocess: Preprocessing | None = None,
+        task: str | None = None,
         **method_options: Any,
     ) -> None:
         options = dict(method_options)
@@ -139,6 +143,7 @@ class Explainer:
             ema,
             head,
             preprocess or Preprocessing(),
+            task,
         )
         self.job = ExplainJob(
             model=spec,
@@ -154,7 +159,7 @@ class Explainer:
             precision=precision,
         )
         if isinstance(model, nn.Module):
-            loaded = _own_module(model, labels, data, head)
+            loaded = _own_module(model, labels, data, head, task)
         else:
             loaded = load_spec(spec)
             if labels is not None and not isinstance(labels, (str, Path)):
@@ -279,7 +284,11 @@ class Explainer:
             for e in result.explanations
         )
         predictions = tuple((p.class_index, p.label, p.logit, p.probability) for p in result.predictions)
-        return ImageExplanation(result.prepared.source.path, predictions, maps, result_doc(result, session.ctx))
+        record = result_doc(result, session.ctx)
+        if result.segmentation is None:
+            return ImageExplanation(result.prepared.source.path, predictions, maps, record)
+        record["segmentation"] = {"areas": record["segmentation"]["areas"]}  # no file: the mask is below
+        return ImageExplanation(result.prepared.source.path, predictions, maps, record, result.segmentation.mask)
 
 
 def _as_list(images: ImageLike | Iterable[ImageLike]) -> list[ImageLike]:
@@ -297,14 +306,15 @@ def _checked_labels(labels: Sequence[str], n: int) -> tuple[str, ...]:
 
 
 def _own_module(
-    model: nn.Module, labels: Sequence[str] | str | Path | None, data: DataConfig | None, head: str
+    model: nn.Module, labels: Sequence[str] | str | Path | None, data: DataConfig | None, head: str, task: str | None
 ) -> LoadedModel:
     """A caller's module as a loaded model: its outputs counted by one probe, timm's default
     preprocessing unless ``data`` says otherwise."""
     ref = ModelRef("module", type(model).__name__)
     data = data or module_data_config(model)
-    the_head = Head(head)
-    n = the_head.classes(count_outputs(model, data, ref))
+    outputs, found = count_outputs(model, data, ref, task)
+    the_head = Head(head, found)
+    n = the_head.classes(outputs)
     if isinstance(labels, (str, Path)):
         names = read_labels(Path(labels), n)
     elif labels is not None:

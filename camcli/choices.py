@@ -5,6 +5,7 @@ Light (no torch): usage errors are reported before heavy libraries load."""
 from __future__ import annotations
 
 HEADS = ("softmax", "sigmoid", "binary")  # how outputs become classes (camcli.heads)
+TASKS = ("classify", "segment")  # what a model's output is (camcli.heads); found from the model, or --task
 SCORES = ("logit", "probability", "rest")  # --score: the class score a method explains (camcli.heads)
 LAYERS_AS = ("average", "separate")  # --layers-as: several target layers averaged, or one map each
 PRECISIONS = ("fp32", "bf16", "fp16")  # forward-pass precision (maps are always float32)

@@ -32,6 +32,7 @@ from .choices import (
     PRECISIONS,
     SCORES,
     SOURCES,
+    TASKS,
 )
 from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, CamcliError
 from .params import Param
@@ -208,6 +209,12 @@ def _model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                 default="softmax",
                 show_default=True,
                 help="softmax: one class per image; sigmoid: multi-label; binary: one logit (negative/positive).",
+            ),
+            click.option(
+                "--task",
+                type=click.Choice(TASKS),
+                help="What the model does: classify (B×classes logits) or segment (B×classes×H×W).  "
+                "[default: found from the model's output]",
             ),
             click.option("--input-size", metavar="N|HxW", help="Model input size, overriding the model's config."),
             click.option("--mean", metavar="A,B,C", help="Normalization mean (one value for grayscale models)."),
@@ -424,6 +431,7 @@ def _model_spec(options: dict[str, Any]) -> ModelSpec:
         options.pop("ema"),
         options.pop("head"),
         preprocess,
+        options.pop("task"),
     )
 
 

@@ -44,6 +44,22 @@ def png_bytes(rgb: np.ndarray) -> bytes:
     )
 
 
+def label_png(mask: np.ndarray, palette: list[tuple[int, int, int]]) -> bytes:
+    """A mask of class indices as PNG: palette PNG (``palette`` colours, index 255 white) for indices up
+    to 255, else 16-bit grey."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    if int(mask.max(initial=0)) <= 255:
+        picture = Image.fromarray(mask.astype(np.uint8), mode="P")
+        colours = [*palette[:255], (255, 255, 255)]
+        picture.putpalette([v for rgb in colours for v in rgb])
+    else:
+        picture = Image.fromarray(mask.astype(np.uint16), mode="I;16")
+    picture.save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def encode_picture(image: Image.Image, fmt: str) -> bytes:
     """PNG as above; JPEG at quality 90; WebP at quality 85 with the fastest method."""
     if fmt == "png":

@@ -57,10 +57,12 @@ class Explained:
     ``METHOD[VARIANT]`` for a method's variants (``outputs.entry_key``)."""
 
     scores: torch.Tensor  # B×C class scores (logits for a softmax head), float32
+    ranking: torch.Tensor  # B×C what the classes are ranked by (the scores; pixel counts for segmentation)
     probabilities: torch.Tensor  # B×C
     classes: torch.Tensor  # B×K explained classes
     maps: dict[str, Maps]
     params: dict[str, dict[str, Any]]
+    prediction: torch.Tensor | None = None  # segmentation: B×H×W each pixel's predicted class
 
 
 Made = torch.Tensor | Mapping[str, torch.Tensor] | Mapping[str | None, torch.Tensor] | Concepts  # compute()'s
@@ -144,7 +146,7 @@ class BatchExplainer:
         for name in names:
             needs = needs | self.methods[name].requires(self.settings[name])
             taps.update(self.methods[name].taps(self.settings[name]))
-        return Capture(model, layers, needs, head.scores, self.explain, taps, channels_last, autocast)
+        return Capture(model, layers, needs, head.scores, self.explain, head.ranking, taps, channels_last, autocast)
 
     def __enter__(self) -> BatchExplainer:
         self.capture.__enter__()
@@ -192,7 +194,8 @@ class BatchExplainer:
                     found = Maps(raw, to_display(raw), raw.abs().sum(dim=2), name, variant, record)
                 maps[entry_key(name, variant)] = found
         params = {key: found.params for key, found in maps.items()}
-        return Explained(p.scores, self.head.probabilities(p.scores), p.classes, maps, params)
+        probabilities = self.head.probabilities(p.ranking)
+        return Explained(p.scores, p.ranking, probabilities, p.classes, maps, params, p.prediction)
 
     def _augmented(self, x: torch.Tensor, p: Pass) -> dict[str, dict[str | None, torch.Tensor]]:
         """Input-resolution maps averaged over the augmented copies (the classes stay those of ``p``)."""

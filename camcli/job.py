@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import methods, records, runners
-from .choices import DEFAULT_SAVE, DEVICES, HEADS, LAYERS_AS, PRECISIONS, SAVE, SCORES
+from .choices import DEFAULT_SAVE, DEVICES, HEADS, LAYERS_AS, PRECISIONS, SAVE, SCORES, TASKS
 from .errors import CamcliError
 
 DEFAULT_MODEL = "tf_efficientnet_lite0"
@@ -86,10 +86,13 @@ class ModelSpec:
     ema: bool = False
     head: str = "softmax"
     preprocess: Preprocessing = field(default_factory=Preprocessing)
+    task: str | None = None  # None: found from the model's outputs
 
     def __post_init__(self) -> None:
         if self.head not in HEADS:
             raise CamcliError(f"Unknown head '{self.head}'. Use one of {', '.join(HEADS)}.")
+        if self.task is not None and self.task not in TASKS:
+            raise CamcliError(f"Unknown task '{self.task}'. Use one of {', '.join(TASKS)}, or leave --task out.")
         if self.num_classes is not None and (isinstance(self.num_classes, bool) or self.num_classes < 1):
             raise CamcliError(f"--num-classes {self.num_classes!r} must be a whole number of at least 1.")
 

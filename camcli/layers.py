@@ -17,6 +17,12 @@ For pooled models that is the final stage; for
 class-token transformers, whose last outputs reach the head through the class token alone, it is
 the input of the last attention (its keys and values carry every patch), as pytorch-grad-cam
 recommends for ViTs.
+
+**For segmentation models** the default is the end of the image encoder, as pytorch-grad-cam's
+segmentation tutorial picks (``backbone.layer4`` of torchvision's FCN and DeepLabV3): the last
+candidate inside the model's ``backbone`` (torchvision) or ``encoder`` (segmentation-models-pytorch).
+A model with neither gets the last candidate at its coarsest grid that is not the class logits (taken
+to be the last map's channels): an encoder-decoder's bottleneck, or the classifier's input.
 """
 
 from __future__ import annotations
@@ -272,10 +278,15 @@ def activation_bytes(infos: list[LayerInfo]) -> int:
     return total
 
 
-def default_layer(infos: list[LayerInfo]) -> LayerInfo:
+ENCODERS = ("backbone", "encoder")  # where segmentation models keep their image encoder (torchvision; smp)
+
+
+def default_layer(infos: list[LayerInfo], task: str = "classify") -> LayerInfo:
     """The default rule (see the module docstring)."""
     candidates = [info for info in infos if info.candidate]
     live = [info for info in candidates if info.live < 0 or info.live >= LIVE]
+    if live and task == "segment":
+        return _encoder_end(live)
     if live:
         return live[-1]
     if candidates:
@@ -290,17 +301,30 @@ def default_layer(infos: list[LayerInfo]) -> LayerInfo:
     )
 
 
+def _encoder_end(live: list[LayerInfo]) -> LayerInfo:
+    for prefix in ENCODERS:
+        inside = [info for info in live if info.name.startswith(prefix + ".")]
+        if inside:
+            return inside[-1]
+    logits = live[-1].shape[1]  # the last map is the class logits' (before any upsampling): not them
+    features = [info for info in live if info.shape[1] != logits] or live
+    area = {info.name: info.layout.grid[0] * info.layout.grid[1] for info in features if info.layout is not None}
+    coarsest = min(area.values())
+    return [info for info in features if area.get(info.name) == coarsest][-1]
+
+
 def resolve_layer(
     model: nn.Module,
     input_size: tuple[int, int],
     name: str | None = None,
     probed: list[LayerInfo] | None = None,
     channels: int = 3,
+    task: str = "classify",
 ) -> LayerInfo:
-    """The layer named ``name``, or the default."""
+    """The layer named ``name``, or the default for the model's task."""
     infos = probe_layers(model, input_size, channels) if probed is None else probed
     if name is None:
-        return default_layer(infos)
+        return default_layer(infos, task)
     by_name = {info.name: info for info in infos}
     if name not in by_name:
         all_names = [n for n, _ in model.named_modules() if n]
@@ -324,9 +348,10 @@ def resolve_layers(
     names: Sequence[str] = (),
     channels: int = 3,
     probed: list[LayerInfo] | None = None,
+    task: str = "classify",
 ) -> tuple[LayerInfo, ...]:
-    """The named layers (in the order given, each once), or the default layer."""
+    """The named layers (in the order given, each once), or the default layer for the model's task."""
     probed = probe_layers(model, input_size, channels) if probed is None else probed
     if not names:
-        return (default_layer(probed),)
+        return (default_layer(probed, task),)
     return tuple(resolve_layer(model, input_size, name, probed) for name in dict.fromkeys(names))

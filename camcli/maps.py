@@ -71,6 +71,19 @@ def to_original(maps: torch.Tensor, geometry: Geometry) -> torch.Tensor:
     return out.reshape(*maps.shape[:-2], geometry.height, geometry.width)
 
 
+def labels_to_original(labels: torch.Tensor, geometry: Geometry, unseen: int) -> np.ndarray:
+    """An H×W map of class indices at model-input resolution → height×width int32 on the original image:
+    each original pixel centre inside the crop takes the class of the input pixel it falls in (nearest,
+    never a blend of two classes); pixels the model never saw are ``unseen``."""
+    left, top, right, bottom = seen_rect(geometry)
+    out = np.full((geometry.height, geometry.width), unseen, dtype=np.int32)
+    if right > left and bottom > top:
+        grid = _grid(geometry, labels.device)
+        sampled = F.grid_sample(labels[None, None].float(), grid, mode="nearest", align_corners=False)
+        out[top:bottom, left:right] = sampled[0, 0].round().to(torch.int32).cpu().numpy()
+    return out
+
+
 def largest_segment(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     """Bounding box (x0, y0, x1, y1; x1, y1 exclusive) of the largest 8-connected True segment.
 

@@ -22,7 +22,7 @@ import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 from .errors import CamcliError
 
@@ -44,6 +44,7 @@ RESERVED = frozenset({RUN, SUMMARY})  # an image's output folder may not take th
 CAMCLI_FILES = frozenset({LOCK, MARKER, RUN, SUMMARY, SHARDS})  # a folder holding only these is camcli's
 SCHEMA_VERSION = 1
 FILE_KINDS = ("overlay", "map", "raw", "image")  # {method}_{class}_{kind}.{ext}
+SEGMENTATION_MASK = "segmentation.png"  # a segmentation model's predicted classes (SegmentationDoc)
 
 JSON_LIMIT = 64 << 20  # explanation.json, run.json, metrics.json, a summary.jsonl line (bytes)
 LINES_LIMIT = 1 << 30  # summary.jsonl, per_image.jsonl
@@ -107,6 +108,23 @@ class PredictionDoc(TypedDict):
     probability: float
 
 
+class AreaDoc(TypedDict):
+    class_index: int
+    label: str
+    pixels: int  # of the original image
+    share: float  # of the pixels the model saw
+
+
+class SegmentationDoc(TypedDict):
+    """A segmentation model's prediction: ``file`` the mask (PNG of class indices: a palette PNG while the
+    classes fit 0..254, ``unseen`` 255 where the model did not see the pixel; else 16-bit grey, unseen
+    65535), ``areas`` every predicted class, largest first."""
+
+    file: str
+    unseen: int
+    areas: list[AreaDoc]
+
+
 class ErrorDoc(TypedDict):
     type: str
     message: str
@@ -122,6 +140,7 @@ class ExplanationDoc(TypedDict):
     preprocess: dict[str, Any] | None
     predictions: list[PredictionDoc]
     explanations: list[EntryDoc | ConceptEntryDoc]
+    segmentation: NotRequired[SegmentationDoc]  # segmentation models only
 
 
 class SummaryLine(TypedDict):
@@ -159,6 +178,14 @@ def file_name(
     return f"{method}_{class_index}_{re.sub(r'[^A-Za-z0-9.-]', '-', variant)}_{kind}.{ext}"
 
 
+def listed_files(doc: Mapping[str, Any]) -> list[Any]:
+    """Every file an explanation.json names (its entries' files, the segmentation mask), unchecked: what a
+    folder must hold, and nothing else of camcli's."""
+    names = [name for entry in doc.get("explanations") or [] for name in (entry.get("files") or {}).values()]
+    segmentation = doc.get("segmentation")
+    return names + ([segmentation.get("file")] if isinstance(segmentation, dict) else [])
+
+
 def concepts_file(method: str, ext: str) -> str:
     """A class-free method's picture of all its concepts in one image: ``{method}_concepts.{ext}``."""
     return f"{method}_concepts.{ext}"
@@ -169,8 +196,8 @@ def output_file_pattern(methods: tuple[str, ...]) -> re.Pattern[str]:
     from .encoding import FORMATS
 
     return re.compile(
-        rf"^(?:{'|'.join(map(re.escape, methods))})_(?:(?:\d+|concept\d+)_(?:[A-Za-z0-9.-]+_)?"
-        rf"(?:{'|'.join(FILE_KINDS)})|concepts)\.(?:npy|{'|'.join(FORMATS)})$"
+        rf"^(?:(?:{'|'.join(map(re.escape, methods))})_(?:(?:\d+|concept\d+)_(?:[A-Za-z0-9.-]+_)?"
+        rf"(?:{'|'.join(FILE_KINDS)})|concepts)\.(?:npy|{'|'.join(FORMATS)})|{re.escape(SEGMENTATION_MASK)})$"
     )
 
 

@@ -24,7 +24,20 @@ from . import methods as registry
 from .errors import StopRequested
 from .explainer import BatchExplainer, Maps
 from .preprocess import prepare
-from .records import ConceptClass, Explanation, Failure, ImageItem, ImageResult, Prediction, Prepared, Skipped
+from .records import (
+    UNSEEN,
+    Area,
+    ConceptClass,
+    Explanation,
+    Failure,
+    Geometry,
+    ImageItem,
+    ImageResult,
+    Prediction,
+    Prepared,
+    Segmentation,
+    Skipped,
+)
 from .writer import TOP_PREDICTIONS
 
 if TYPE_CHECKING:
@@ -140,14 +153,15 @@ def explain_batch(explainer: BatchExplainer, session: Session, batch: list[Prepa
     x = x.to(device, non_blocking=True)
     keys = [p.item.rel.as_posix() for p in batch]
     out = explainer(x, partial(targets.choose, keys=keys))
-    # Ranked by score, never by probability: a saturated softmax ties (underflows) far from the top.
-    top = out.scores.topk(min(TOP_PREDICTIONS, out.scores.shape[1]), dim=1).indices
+    # Ranked by score (or area), never by probability: a saturated softmax ties (underflows) far from the top.
+    top = out.ranking.topk(min(TOP_PREDICTIONS, out.ranking.shape[1]), dim=1).indices
     # One transfer per batch for what localization reads on the CPU.
-    _, valid, rank = targets.select(out.scores, keys)
+    _, valid, rank = targets.select(out.ranking, keys)
     scores_c, probs_c, top_c, classes_c, valid_c, rank_c = (
         t.cpu() for t in (out.scores, out.probabilities, top, out.classes, valid, rank)
     )
     located = {m: maps.locator.cpu().numpy() for m, maps in out.maps.items()}
+    prediction = None if out.prediction is None else out.prediction.cpu()
     finite = torch.isfinite(out.scores).all(dim=1)
     for found in out.maps.values():
         finite &= torch.isfinite(found.raw.flatten(1)).all(dim=1)
@@ -160,7 +174,9 @@ def explain_batch(explainer: BatchExplainer, session: Session, batch: list[Prepa
             )
             continue
         predictions = tuple(
-            Prediction(int(c), labels[c], float(scores_c[b, c]), float(probs_c[b, c])) for c in top_c[b].tolist()
+            Prediction(int(c), labels[c], float(scores_c[b, c]), float(probs_c[b, c]))
+            for c in top_c[b].tolist()
+            if prediction is None or probs_c[b, c] > 0  # segmentation: the classes it predicts somewhere
         )
         explanations, done = [], set()
         for key, found in out.maps.items():
@@ -191,8 +207,18 @@ def explain_batch(explainer: BatchExplainer, session: Session, batch: list[Prepa
                         params=found.params,
                     )
                 )
-        results.append(ImageResult(p, predictions, tuple(explanations)))
+        segmented = None if prediction is None else _segmentation(prediction[b], p.geometry, labels)
+        results.append(ImageResult(p, predictions, tuple(explanations), segmented))
     return results
+
+
+def _segmentation(prediction: torch.Tensor, geometry: Geometry, labels: Sequence[str]) -> Segmentation:
+    """A segmentation model's predicted classes on the original image, and each class's area there."""
+    mask = maps.labels_to_original(prediction, geometry, UNSEEN)
+    counts = np.bincount(mask[mask != UNSEEN].ravel(), minlength=len(labels))
+    seen = max(int(counts.sum()), 1)
+    order = [int(c) for c in np.argsort(-counts, kind="stable") if counts[c] > 0]
+    return Segmentation(mask, tuple(Area(c, labels[c], int(counts[c]), int(counts[c]) / seen) for c in order))
 
 
 def _concepts(found: Maps, located: np.ndarray, b: int, p: Prepared, labels: Sequence[str]) -> list[Explanation]:

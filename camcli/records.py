@@ -10,6 +10,7 @@ MAX_INPUT_SIDE = 4096  # model inputs: a larger one is a typo, not a model (one 
 MAX_PIXELS = 1_000_000_000  # a recorded image beyond it is not one camcli explained (its full map: 4 GB)
 
 if TYPE_CHECKING:  # only for annotations: discovering files must not import torch
+    import numpy as np
     import torch
     from PIL import Image
 
@@ -147,9 +148,31 @@ class Explanation:
 
 
 @dataclass(frozen=True)
+class Area:
+    """One class's share of a segmentation model's prediction on the original image."""
+
+    class_index: int
+    label: str
+    pixels: int
+    share: float  # of the pixels the model saw
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """A segmentation model's prediction for one image, on the original image's pixels."""
+
+    mask: np.ndarray  # height×width int32 class indices; UNSEEN where the model did not see the pixel
+    areas: tuple[Area, ...]  # every predicted class, largest first
+
+
+UNSEEN = -1
+
+
+@dataclass(frozen=True)
 class ImageResult:
     """Everything computed for one image, ready to be rendered and written."""
 
     prepared: Prepared
     predictions: tuple[Prediction, ...]
     explanations: tuple[Explanation, ...]
+    segmentation: Segmentation | None = None

@@ -77,6 +77,21 @@ def rgb_image(values: np.ndarray) -> Image.Image:
     return Image.fromarray((np.clip(values, 0.0, 1.0) * 255 + 0.5).astype(np.uint8))
 
 
+def class_colors(n: int) -> list[tuple[int, int, int]]:
+    """PASCAL VOC's label colours for classes 0..n-1: each channel's bits taken in turn from the class
+    index's bits, most significant first (class 0 black, 1 dark red, 2 dark green, ...), so a VOC mask
+    written by camcli looks like the dataset's own."""
+    colors = []
+    for c in range(n):
+        rgb, bits = [0, 0, 0], c
+        for shift in range(7, -1, -1):
+            for channel in range(3):
+                rgb[channel] |= ((bits >> channel) & 1) << shift
+            bits >>= 3
+        colors.append((rgb[0], rgb[1], rgb[2]))
+    return colors
+
+
 def concept_colors(n: int) -> list[tuple[int, int, int]]:
     """``n`` distinct colours, evenly spaced hues from red to magenta (as the gist_rainbow colours that
     pytorch-grad-cam's ``show_factorization_on_image`` gives DFF's concepts)."""

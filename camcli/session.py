@@ -153,6 +153,7 @@ def outputs_settings(session: Session) -> dict[str, Any]:
         "weights": loaded.identity,
         "labels": list(loaded.labels),
         "head": loaded.head.name,
+        "task": loaded.head.task,
         "checkpoint": loaded.checkpoint,
         "layers": [info.name for info in session.layers],
         "layers_as": job.layers_as,
@@ -195,8 +196,12 @@ def resolve(job: ExplainJob, loaded: LoadedModel | None = None) -> Session:
     classes = tuple(dict.fromkeys(resolve_class(c, loaded.labels) for c in job.classes))
     targets = Targets(classes, min(job.k, loaded.num_classes), job.threshold, loaded.head)
     probed = probe_layers(loaded.model, loaded.data.input_size, loaded.data.channels)
-    layers = resolve_layers(loaded.model, loaded.data.input_size, job.layers, loaded.data.channels, probed)
+    layers = resolve_layers(
+        loaded.model, loaded.data.input_size, job.layers, loaded.data.channels, probed, loaded.head.task
+    )
     params = registry.resolve_params(job.methods, job.method_params, loaded.data.input_size)
+    if loaded.head.task == "segment":
+        check_segmentation(job, params)
     check_gradients_reach(layers, method_needs(params, loaded.data.input_size))
     for name, values in params.items():  # a method that cannot apply to this model says so before any image
         settings = Settings(loaded.data.input_size, job.smooth & registry.get(name).smoothing, values)
@@ -271,6 +276,22 @@ def method_needs(params: Mapping[str, Mapping[str, Value]], input_size: tuple[in
     return [registry.load(name).requires(Settings(input_size, params=values)) for name, values in params.items()]
 
 
+def check_segmentation(job: ExplainJob, params: Mapping[str, Mapping[str, Value]]) -> None:
+    """What a segmentation model cannot be explained with (yet), refused before any image."""
+    perturbing = [name for name in params if registry.get(name).cls.perturbs]
+    if perturbing:
+        raise CamcliError(
+            f"--method {','.join(perturbing)} scores perturbed forwards, which for a segmentation model would "
+            "need the clean prediction's pixels kept; camcli does not do that yet. Use a method computed "
+            "from one pass: gradcam, gradcam++, xgradcam, hirescam, layercam, eigencam, fullgrad, ..."
+        )
+    if job.score != "logit":
+        raise CamcliError(
+            f"--score {job.score}: a segmentation model's class score is the sum of the class's logits over "
+            "its predicted pixels. Leave --score out."
+        )
+
+
 def check_gradients_reach(layers: tuple[LayerInfo, ...], needs: list[Needs]) -> None:
     """A gradient method at a layer the class scores do not reach would give empty maps: refuse it."""
     if not any(n.layer_gradients for n in needs):
@@ -295,6 +316,7 @@ def describe_model(loaded: LoadedModel, layers: tuple[LayerInfo, ...]) -> dict[s
         "input_size": list(loaded.data.input_size),
         "num_classes": loaded.num_classes,
         "head": loaded.head.name,
+        "task": loaded.head.task,
         **({"checkpoint": loaded.checkpoint} if loaded.checkpoint else {}),
         **({"in_chans": loaded.data.channels} if loaded.data.channels != 3 else {}),
     }

@@ -30,7 +30,8 @@ class Targets:
     per_image: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
     def choose(self, scores: torch.Tensor, keys: Sequence[str] = ()) -> torch.Tensor:
-        """B×C class scores → B×K class indices (``keys``: the images' output paths, for ``per_image``)."""
+        """B×C ranking (the class scores; for segmentation the predicted pixel counts, ``heads.Head.ranking``)
+        → B×K class indices (``keys``: the images' output paths, for ``per_image``)."""
         return self.select(scores, keys)[0]
 
     def select(self, scores: torch.Tensor, keys: Sequence[str] = ()) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -42,10 +43,12 @@ class Targets:
         fixed = torch.tensor(self.classes, dtype=torch.long, device=device).expand(b, -1)
         columns.append((fixed, torch.ones_like(fixed, dtype=torch.bool), torch.zeros_like(fixed)))
         top = scores.topk(min(self.top_k, n), dim=1).indices
+        # A segmentation model's top-k are classes it predicts somewhere: a class of no pixel is not one.
+        present = scores.gather(1, top) > 0 if self.head.task == "segment" else torch.ones_like(top, dtype=torch.bool)
         columns.append(
             (
                 top,
-                torch.ones_like(top, dtype=torch.bool),
+                present,
                 torch.arange(1, top.shape[1] + 1, device=device).expand(b, -1),
             )
         )

@@ -19,17 +19,19 @@ from . import maps, render
 from . import methods as registry
 from .choices import DEFAULT_SAVE
 from .discover import printable
-from .encoding import encode_picture
+from .encoding import encode_picture, label_png
 from .outputs import (
     EXPLANATION,
     SCHEMA_VERSION,
+    SEGMENTATION_MASK,
     concepts_file,
     file_name,
     json_text,
+    listed_files,
     output_file_pattern,
     read_explanation,
 )
-from .records import Explanation, Failure, ImageItem, ImageResult, Skipped, SourceInfo
+from .records import UNSEEN, Explanation, Failure, ImageItem, ImageResult, Skipped, SourceInfo
 
 TOP_PREDICTIONS = 5
 
@@ -67,7 +69,7 @@ def finished_doc(out_root: Path, item: ImageItem, sha256: str, ctx: RunContext) 
             return None
         if doc["status"] == "error" and error.get("type") == "WriteError":
             return None
-        files = [name for exp in doc["explanations"] for name in exp["files"].values()]
+        files = listed_files(doc)
         if not all(isinstance(name, str) and "/" not in name and (folder / name).is_file() for name in files):
             return None
         return doc if all(key in doc for key in ("predictions", "error", "model")) else None
@@ -147,7 +149,7 @@ def _output_files() -> re.Pattern[str]:
 def _remove_stale(folder: Path, doc: dict[str, Any]) -> None:
     """Remove files an earlier run wrote here under camcli's naming scheme that ``doc`` does not list,
     so the folder holds exactly what its explanation.json names (others' files are left alone)."""
-    listed = {name for exp in doc["explanations"] for name in exp["files"].values()}
+    listed = set(listed_files(doc))
     pattern = _output_files()
     for path in folder.iterdir():
         if path.name not in listed and pattern.match(path.name) and path.is_file():
@@ -205,6 +207,15 @@ def result_doc(result: ImageResult, ctx: RunContext) -> dict[str, Any]:
         for p in result.predictions
     ]
     doc["explanations"] = [_entry(exp) for exp in result.explanations]
+    if result.segmentation is not None:
+        doc["segmentation"] = {
+            "file": SEGMENTATION_MASK,
+            "unseen": 255 if int(ctx.model.get("num_classes", 0)) <= 255 else 65535,
+            "areas": [
+                {"class_index": a.class_index, "label": a.label, "pixels": a.pixels, "share": a.share}
+                for a in result.segmentation.areas
+            ],
+        }
     return doc
 
 
@@ -275,6 +286,11 @@ def _write_result(folder: Path, result: ImageResult, ctx: RunContext) -> dict[st
         if "raw_map" in ctx.save:
             files["raw_map"] = name("raw", "npy")
             atomic_write(folder / files["raw_map"], _npy(exp.raw_map.cpu().numpy()))
+    if result.segmentation is not None:
+        mask = result.segmentation.mask
+        unseen = doc["segmentation"]["unseen"]
+        labelled = label_png(np.where(mask == UNSEEN, unseen, mask), render.class_colors(255))
+        atomic_write(folder / SEGMENTATION_MASK, labelled)
     for method, (index, value, listed) in strongest.items():
         colors = render.concept_colors(len(listed))
         assert backdrop is not None

@@ -151,6 +151,7 @@ def explain_tensors(
     smooth=None,
     score: str = "logit",
     layers_as: str = "average",
+    head=None,
     **options,
 ):
     """camcli's engine on tensors: ``layers`` names (None: the default layer), ``classes`` B×K, a chooser
@@ -162,7 +163,7 @@ def explain_tensors(
 
     size = tuple(x.shape[-2:])
     names = () if layers is None else ((layers,) if isinstance(layers, str) else tuple(layers))
-    infos = resolve_layers(model, size, names, int(x.shape[1]))
+    infos = resolve_layers(model, size, names, int(x.shape[1]), task=head.task if head else "classify")
     if callable(classes):
         choose = classes
     elif classes is not None:
@@ -183,5 +184,6 @@ def explain_tensors(
         channels_last=channels_last,
         score=score,
         separate_layers=layers_as == "separate",
+        **({"head": head} if head else {}),
     ) as explainer:
         return explainer(x, choose)

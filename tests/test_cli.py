@@ -105,6 +105,7 @@ def test_json_and_files_are_as_documented(sample_run):
         "input_size": [224, 224],
         "num_classes": 1000,
         "head": "softmax",
+        "task": "classify",
         "layers": [{"name": "bn2", "layout": "nchw", "grid": [7, 7]}],
     }
     assert len(doc["preprocess"]["crop_box"]) == 4

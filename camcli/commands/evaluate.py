@@ -99,6 +99,8 @@ def _from_run(job: EvaluateJob, stop: threading.Event, say: Callable[[str], None
     assert job.source is not None
     truths = read_truth(job)
     folder = outputs.require_run(job.source)
+    recorded = (folder.run_record() or {}).get("model")
+    _refuse_segmentation(recorded.get("task") if isinstance(recorded, dict) else None)
     found = folder.images()
     if not found:
         raise CamcliError(f"'{job.source}' holds no explanation.json: pass the output folder of camcli explain.")
@@ -116,8 +118,20 @@ def _from_run(job: EvaluateJob, stop: threading.Event, say: Callable[[str], None
     return _score(job, images, session, stop, say, unreadable, tuple(unmatched))
 
 
+def _refuse_segmentation(task: object) -> None:
+    from ..errors import CamcliError
+
+    if task == "segment":
+        raise CamcliError(
+            "camcli evaluate scores classifiers' maps; scoring a segmentation model's maps against masks is not "
+            "built yet. Explain with 'camcli explain' and read the maps and segmentation.png."
+        )
+
+
 def _check_options(job: EvaluateJob, session: Session) -> None:
-    """What only the model can tell, before anything is explained: the occlusion window fits its input."""
+    """What only the model can tell, before anything is explained: the occlusion window fits its input, the
+    model is a classifier."""
+    _refuse_segmentation(session.loaded.head.task)
     if job.occlusion_correlation:
         from ..evaluate.faithfulness import occlusion_params
 

@@ -39,7 +39,7 @@ def layers(request: LayersRequest) -> LayersResult:
     loaded = load_spec(spec if spec.weights else dataclasses.replace(spec, random_weights=True))
     found = probe_layers(loaded.model, loaded.data.input_size, loaded.data.channels)
     try:
-        default: str | None = default_layer(found).name
+        default: str | None = default_layer(found, loaded.head.task).name
         note = None
     except CamcliError as exc:
         default, note = None, str(exc)

@@ -42,7 +42,7 @@ from .attention import ExplicitAttention
 from .needs import NOTHING, Needs
 from .rules import Rules
 
-ClassChooser = Callable[[torch.Tensor], torch.Tensor]  # class scores B×C → class indices B×K
+ClassChooser = Callable[[torch.Tensor], torch.Tensor]  # ranking B×C (see heads.Head.ranking) → class indices B×K
 Scores = Callable[[torch.Tensor], torch.Tensor]  # model output B×N → class scores B×C (see heads)
 
 
@@ -83,10 +83,12 @@ class Pass:
     x: torch.Tensor  # B×3×H×W, the input as fed
     scores: torch.Tensor  # B×C class scores, float32 (logits for a softmax head)
     values: torch.Tensor  # B×C values explained (``heads.explained_scores`` of the scores), float32
+    ranking: torch.Tensor  # B×C what the classes were chosen by (``heads.Head.ranking``), float32
     classes: torch.Tensor  # B×K class indices
     layers: tuple[LayerCapture, ...]
     input_gradients: Mapping[str, torch.Tensor] = field(default_factory=dict)  # rule → B×K×3×H×W
     taps: Mapping[str, torch.Tensor] = field(default_factory=dict)  # tap name → B×K×…
+    prediction: torch.Tensor | None = None  # segmentation: B×H×W each pixel's predicted class (int64)
 
     @property
     def selected(self) -> torch.Tensor:
@@ -123,6 +125,7 @@ class Capture:
         needs: Needs = NOTHING,
         scores: Scores = lambda out: out,
         explain: Scores = lambda scores: scores,
+        ranking: Scores | None = None,
         taps: Mapping[str, Tap] | None = None,
         channels_last: bool = False,
         autocast: Callable[[], AbstractContextManager[Any]] = nullcontext,
@@ -136,6 +139,7 @@ class Capture:
         self.needs = dataclasses.replace(needs, layer_gradients=True) if needs.hessian else needs
         self.scores = scores
         self.explain = explain
+        self.ranking = ranking
         self.taps = {name: (taps or {})[name] for name in needs.taps}
         self.channels_last = channels_last
         self.autocast = autocast
@@ -248,7 +252,8 @@ class Capture:
                 outputs.append(self._outputs[i])
             scores = self.scores(out.float())
             values = self.explain(scores)
-            classes = choose(scores.detach())
+            ranking = scores.detach() if self.ranking is None else self.ranking(out.detach().float())
+            classes = choose(ranking)
             selected = values.gather(1, classes)
             grads, hessians, inputs, taps = self._backward(selected, x, outputs)
         finally:
@@ -264,7 +269,8 @@ class Capture:
             )
             for i, ((name, layout), output) in enumerate(zip(self.layers, outputs, strict=True))
         )
-        return Pass(x.detach(), scores.detach(), values.detach(), classes, layers, inputs, taps)
+        prediction = out.detach().argmax(dim=1) if out.dim() == 4 else None
+        return Pass(x.detach(), scores.detach(), values.detach(), ranking, classes, layers, inputs, taps, prediction)
 
     def _backward(
         self, selected: torch.Tensor, x: torch.Tensor, outputs: list[torch.Tensor]

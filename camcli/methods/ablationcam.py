@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 class AblationCam(CamMethod):
     name = "ablationcam"
+    perturbs = True
     summary = "Ablation-CAM: channels weighted by the score drop when zeroed"
     needs = Needs()
 

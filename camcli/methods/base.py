@@ -70,6 +70,9 @@ class Method:
     smoothing: ClassVar[frozenset[str]] = frozenset()  # the --smooth modes that apply to it
     needs: ClassVar[Needs] = Needs()
     concepts: ClassVar[bool] = False  # class-free: compute() returns Concepts, not maps per class
+    # Scores forwards of changed inputs or layers (the Probe). A segmentation target would have to keep the
+    # clean prediction's pixels for those; camcli does not yet, so such methods refuse segmentation models.
+    perturbs: ClassVar[bool] = False
 
     @classmethod
     def check(cls, values: Mapping[str, Value], input_size: tuple[int, int] | None = None) -> None:

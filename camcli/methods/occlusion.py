@@ -70,6 +70,7 @@ def window_axes(
 
 class Occlusion(Method):
     name = "occlusion"
+    perturbs = True
     kind = HEAT
     summary = "score drop when a sliding window is set to the mean colour"
     params = (

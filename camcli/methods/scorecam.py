@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 class ScoreCam(CamMethod):
     name = "scorecam"
+    perturbs = True
     summary = "Score-CAM: channels weighted by the scores of masked inputs"
     needs = Needs()
 

@@ -54,6 +54,7 @@ class SampledScoreCam(CamMethod):
     """Score-CAM whose channel scores are averaged over ``perturbations`` of the masks."""
 
     needs = Needs()
+    perturbs = True
 
     def perturbations(
         self, s: Settings, channels: int, size: tuple[int, int], device: torch.device

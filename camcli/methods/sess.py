@@ -49,6 +49,7 @@ def window_starts(length: int, step: int, window: int) -> list[int]:
 
 class Sess(Method):
     name = "sess"
+    perturbs = True
     kind = HEAT
     summary = "SESS: any heat-map method over scaled, sliding patches, weighted and fused"
     params = (

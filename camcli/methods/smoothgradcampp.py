@@ -54,6 +54,7 @@ def _combined(weights: torch.Tensor, activations: torch.Tensor, s: Settings) -> 
 
 class SmoothGradCamPlusPlus(CamMethod):
     name = "smoothgradcam++"
+    perturbs = True
     summary = "SmoothGrad-CAM++: Grad-CAM++ with gradient powers averaged over noisy copies of the input"
     params = (
         Param("samples", int, 4, "noisy copies of the input, one pass each (torchcam's num_samples)", low=1),

@@ -68,6 +68,7 @@ def load_model(
     ema: bool = False,
     head: str = "softmax",
     preprocess: Preprocessing | None = None,
+    task: str | None = None,
 ) -> LoadedModel:
     """Build the model and load its weights without touching the network (see ``sources``)."""
     if head not in HEADS:
@@ -82,8 +83,8 @@ def load_model(
         if ref.source == "tv"
         else resolve(model, overrides, built.has_config, channels)
     )
-    the_head = Head(head)
-    outputs = count_outputs(model, data, ref)
+    outputs, found = count_outputs(model, data, ref, task)
+    the_head = Head(head, found)
     if head == "binary" and outputs != 1:
         raise ModelError(
             f"--head binary needs a model with one output; '{ref}' has {outputs}. Use --head softmax or sigmoid."
@@ -109,6 +110,7 @@ def load_spec(spec: ModelSpec) -> LoadedModel:
         ema=spec.ema,
         head=spec.head,
         preprocess=spec.preprocess,
+        task=spec.task,
     )
 
 
@@ -129,11 +131,13 @@ def input_channels(model: nn.Module) -> int:
     return 1 if first is not None and first.in_channels == 1 else 3
 
 
-def count_outputs(model: nn.Module, data: DataConfig, ref: ModelRef) -> int:
-    """How many outputs the model gives: read from timm's ``num_classes``, else by one forward pass."""
+def count_outputs(model: nn.Module, data: DataConfig, ref: ModelRef, task: str | None = None) -> tuple[int, str]:
+    """How many outputs the model gives and its task: B×N logits (``classify``, N read from timm's
+    ``num_classes`` when it has one) or B×C×H×W per-pixel class logits (``segment``), by one forward
+    pass. ``task`` (``--task``) must agree with what the model returns."""
     n = getattr(model, "num_classes", None)
-    if isinstance(n, int) and n > 0:
-        return n
+    if isinstance(n, int) and n > 0 and task in (None, "classify"):
+        return n, "classify"
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     modes = {m: m.training for m in model.modules()}
     try:
@@ -148,13 +152,20 @@ def count_outputs(model: nn.Module, data: DataConfig, ref: ModelRef) -> int:
     finally:
         for module, mode in modes.items():
             module.training = mode
-    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[1] == 0:
+    found = {2: "classify", 4: "segment"}.get(out.dim()) if isinstance(out, torch.Tensor) else None
+    if found is None or out.shape[1] == 0:
         shape = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ModelError(
-            f"'{ref}' returns {shape}; camcli explains classifiers whose forward returns B×classes logits, "
-            "with at least one class."
+            f"'{ref}' returns {shape}; camcli explains classifiers whose forward returns B×classes logits and "
+            "segmentation models whose forward returns B×classes×H×W logits, with at least one class."
         )
-    return int(out.shape[1])
+    if task is not None and task != found:
+        shape = "×".join(str(d) for d in out.shape)
+        raise ModelError(
+            f"--task {task}: '{ref}' returns {shape} outputs, which are those of a {found} model. "
+            f"Leave --task out (or pass --task {found})."
+        )
+    return int(out.shape[1]), found
 
 
 def read_labels(path: Path, n: int) -> tuple[str, ...]:

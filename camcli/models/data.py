@@ -121,7 +121,9 @@ def resolve(model: Any, overrides: Preprocessing, has_config: bool, in_chans: in
 
 def torchvision_config(name: str, overrides: Preprocessing) -> DataConfig:
     """torchvision's weight transforms (resize the shorter side, center-crop), or timm's defaults for a
-    model without weights; ``overrides`` as for timm models."""
+    model without weights; ``overrides`` as for timm models. Segmentation weights resize the shorter
+    side to 520 and keep the whole image; camcli batches one size, so the image is letterboxed into a
+    520×520 square (``border``): all of it is seen, its longer side fitting 520."""
     import dataclasses
 
     from .sources import tv_default_weights
@@ -137,6 +139,18 @@ def torchvision_config(name: str, overrides: Preprocessing) -> DataConfig:
             "crop_mode": "center",
         }
         base = from_timm_config(cfg, "timm defaults (no torchvision weights for this model)")
+    elif not hasattr(default.transforms(), "crop_size"):  # segmentation: the whole image, shorter side 520
+        t = default.transforms()
+        side = int(t.resize_size[0])
+        cfg = {
+            "input_size": (3, side, side),
+            "crop_pct": 1.0,
+            "interpolation": t.interpolation.value,
+            "mean": tuple(t.mean),
+            "std": tuple(t.std),
+            "crop_mode": "border",
+        }
+        base = from_timm_config(cfg, "torchvision weights (whole image, letterboxed to a square)")
     else:
         t = default.transforms()
         crop = t.crop_size[0]

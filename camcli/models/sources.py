@@ -116,7 +116,14 @@ def model_names(source: str) -> list[str]:
         return list(timm.list_models())
     import torchvision
 
-    return list(torchvision.models.list_models(module=torchvision.models))
+    return list(torchvision.models.list_models(module=torchvision.models)) + tv_segmentation_names()
+
+
+def tv_segmentation_names() -> list[str]:
+    """torchvision's semantic segmentation models (FCN, DeepLabV3, LR-ASPP)."""
+    import torchvision
+
+    return list(torchvision.models.list_models(module=torchvision.models.segmentation))
 
 
 @contextmanager
@@ -181,9 +188,15 @@ def _builder(ref: ModelRef) -> tuple[Builder, bool]:
     if ref.source == "tv":
         import torchvision
 
+        # Segmentation models would fetch ImageNet weights for their backbone by default: never; and their
+        # auxiliary classifier serves training only.
+        extra: dict[str, Any] = {"weights_backbone": None} if ref.name in tv_segmentation_names() else {}
+        if extra and not ref.name.startswith("lraspp"):
+            extra["aux_loss"] = False
+
         def tv(n: int | None) -> nn.Module:
             with seeded():
-                model: nn.Module = torchvision.models.get_model(ref.name, weights=None, **_classes(n))
+                model: nn.Module = torchvision.models.get_model(ref.name, weights=None, **extra, **_classes(n))
                 return model
 
         return tv, tv_default_weights(ref.name) is not None
@@ -291,8 +304,13 @@ def load_checkpoint(builder: Builder, path: Path, num_classes: int | None, ema: 
     return model, Found(state, key, prefix)
 
 
+AUXILIARY = "aux_classifier."  # torchvision segmentation models' training-only second head
+
+
 def load_state(model: nn.Module, state: dict[str, Any], path: Path) -> None:
     own = model.state_dict()
+    if not any(k.startswith(AUXILIARY) for k in own):
+        state = {k: v for k, v in state.items() if not k.startswith(AUXILIARY)}
     wrong = {k: (tuple(v.shape), tuple(own[k].shape)) for k, v in state.items() if k in own and v.shape != own[k].shape}
     if wrong:
         heads = {s[0][0] for s in wrong.values() if s[0]}
@@ -481,7 +499,7 @@ def _cached_torchvision(ref: ModelRef, builder: Builder, num_classes: int | None
             f"The cached weights for '{ref.name}' have a different head. Pass --weights FILE for a custom classifier."
         )
     model = builder(None)
-    model.load_state_dict(read_checkpoint(cached))
+    load_state(model, read_checkpoint(cached), cached)
     return Built(model, f"cache:{cached}", f"cache:{cached}")
 
 
