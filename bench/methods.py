@@ -51,7 +51,10 @@ TORCHCAM = ("cam", "smoothgradcam++", "sscam", "iscam", "legrad")
 GRADIENT = ("gradcam", "counterfactual", "gradcam++", "xgradcam", "hirescam", "gradcam-elementwise", "layercam")
 TARGETS = {
     **{m: 4.0 for m in PERTURBATION},
-    **{m: 10.0 for m in (*GRADIENT, "eigengradcam", "fullgrad", "smoothgradcam++", "finercam", "shapleycam")},
+    **{
+        m: 10.0
+        for m in (*GRADIENT, "eigengradcam", "segeigencam", "fullgrad", "smoothgradcam++", "finercam", "shapleycam")
+    },
     "refinecam": 10.0,
 }
 VIT_ONLY = ("legrad",)  # run with --model tv:vit_b_16 (or another ViT); skipped on a CNN
@@ -213,6 +216,7 @@ def oracle(
         "layercam": pgc.LayerCAM,
         "eigencam": pgc.EigenCAM,
         "eigengradcam": pgc.EigenGradCAM,
+        "segeigencam": pgc.SegEigenCAM,
         "scorecam": pgc.ScoreCAM,
         "ablationcam": pgc.AblationCAM,
         "fullgrad": pgc.FullGrad,

@@ -29,6 +29,7 @@ from pytorch_grad_cam import (
     HiResCAM,
     LayerCAM,
     ScoreCAM,
+    SegEigenCAM,
     XGradCAM,
 )
 from pytorch_grad_cam.ablation_layer import AblationLayer
@@ -169,6 +170,18 @@ def test_eigen_methods_match_pytorch_grad_cam_up_to_sign(arch, method):
             ref = _pgc(cam, x, classes, j)
             for b in range(2):
                 _assert_up_to_sign(out.maps[method].display[b, j], ref[b], signed[b, j], (name, method, b, j))
+
+
+def test_segeigencam_matches_pytorch_grad_cam(arch):
+    """Seg-Eigen-CAM fixes its sign from the map itself, as pytorch-grad-cam does: the maps agree as they are."""
+    name, model, x, spec = arch
+    layer = dict(model.named_modules())[spec["layer"]]
+    classes, out = _strongest(model, spec["layer"], x, "segeigencam")
+    with SegEigenCAM(model=model, target_layers=[layer]) as cam:
+        for j in range(2):
+            ref = _pgc(cam, x, classes, j)
+            for b in range(2):
+                assert corr(out.maps["segeigencam"].display[b, j], ref[b]) >= 0.99, (name, b, j)
 
 
 def _activations(model, layer, x):

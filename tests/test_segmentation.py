@@ -6,6 +6,7 @@ areas), the default layer, --task, and what is refused."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ import torch
 import torchvision
 from conftest import corr, explain_tensors, hook_counts
 from PIL import Image
-from pytorch_grad_cam import GradCAM, HiResCAM, LayerCAM
+from pytorch_grad_cam import GradCAM, HiResCAM, LayerCAM, SegEigenCAM
 from pytorch_grad_cam.utils.model_targets import SemanticSegmentationTarget
 from torch import nn
 
@@ -24,6 +25,7 @@ from camcli.layers import default_layer, probe_layers
 from camcli.models import DataConfig, load_model
 
 SEGMENT = Head("softmax", "segment")
+SAMPLE = Path(__file__).resolve().parent.parent / "sample_images" / "chelsea.png"
 
 
 def _torchvision(name: str, classes: int = 5) -> nn.Module:
@@ -55,7 +57,7 @@ def test_maps_match_pytorch_grad_cam_semantic_segmentation_target(name, layer):
     torch.manual_seed(1)
     x = torch.randn(2, 3, 96, 96)
     before = hook_counts(model)
-    out = explain_tensors(model, None, x, ["gradcam", "hirescam", "layercam"], k=2, head=SEGMENT)
+    out = explain_tensors(model, None, x, ["gradcam", "hirescam", "layercam", "segeigencam"], k=2, head=SEGMENT)
     assert hook_counts(model) == before
     with torch.no_grad():
         predicted = model(x)["out"].argmax(dim=1)
@@ -67,16 +69,53 @@ def test_maps_match_pytorch_grad_cam_semantic_segmentation_target(name, layer):
     assert (areas.gather(1, out.classes) > 0).all(), "the test wants two predicted classes per image"
     wrapped = Logits(model)
     target = dict(wrapped.named_modules())[f"inner.{layer}"]
-    for method, kind in (("gradcam", GradCAM), ("hirescam", HiResCAM), ("layercam", LayerCAM)):
-        with kind(model=wrapped, target_layers=[target]) as cam:
-            for j in range(2):
-                targets = [
-                    SemanticSegmentationTarget(int(c), (predicted[b] == c).float().numpy())
-                    for b, c in enumerate(out.classes[:, j])
-                ]
-                ref = cam(input_tensor=x, targets=targets)
-                for b in range(2):
-                    assert corr(out.maps[method].display[b, j], ref[b]) >= 0.99, (name, method, b, j)
+    oracles = (("gradcam", GradCAM), ("hirescam", HiResCAM), ("layercam", LayerCAM), ("segeigencam", SegEigenCAM))
+    for method, kind in oracles:
+        _assert_agrees(kind, wrapped, target, x, predicted, out, method)
+
+
+def _assert_agrees(kind, model, layer, x, predicted, out, method) -> None:
+    """camcli's maps of ``method`` against pytorch-grad-cam's ``kind`` with ``SemanticSegmentationTarget``
+    and the predicted masks, class column by class column (its API takes one target per image)."""
+    with kind(model=model, target_layers=[layer]) as cam:
+        for j in range(out.classes.shape[1]):
+            targets = [
+                SemanticSegmentationTarget(int(c), (predicted[b] == c).float().numpy())
+                for b, c in enumerate(out.classes[:, j])
+            ]
+            ref = cam(input_tensor=x, targets=targets)
+            for b in range(x.shape[0]):
+                assert corr(out.maps[method].display[b, j], ref[b]) >= 0.99, (method, b, j)
+
+
+def test_smp_unet_matches_pytorch_grad_cam_and_runs_from_the_command_line(run_cli, tmp_path):
+    loaded = load_model("smp:Unet:resnet18", num_classes=4, random_weights=True)
+    model = loaded.model
+    assert loaded.head.task == "segment"
+    assert loaded.data.input_size == (512, 512)
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d) and m.out_channels == 4:
+            nn.init.normal_(m.weight, std=0.5)
+    torch.manual_seed(2)
+    x = torch.randn(2, 3, 128, 128)
+    out = explain_tensors(model, None, x, ["gradcam"], k=2, head=SEGMENT)
+    with torch.no_grad():
+        predicted = model(x).argmax(dim=1)
+    assert (out.ranking.gather(1, out.classes) > 0).all()
+    _assert_agrees(GradCAM, model, model.encoder.layer4, x, predicted, out, "gradcam")  # camcli's default layer
+    torch.save(model.state_dict(), tmp_path / "unet.pth")
+    spec = ["-m", "smp:Unet:resnet18", "--num-classes", "4", "--input-size", "128"]
+    result = run_cli("explain", SAMPLE, *spec, "--weights", tmp_path / "unet.pth", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    doc = json.loads((tmp_path / "out" / "chelsea.png" / "explanation.json").read_text())
+    assert doc["model"]["target_layer"] == "encoder.layer4"
+    assert doc["segmentation"]["areas"]
+    unsized = run_cli("explain", SAMPLE, "-m", "smp:Unet:resnet18", "--random-weights", "-o", tmp_path / "a")
+    assert unsized.exit_code == 2
+    assert "--num-classes" in unsized.output
+    misspelt = run_cli("explain", SAMPLE, "-m", "smp:Unet:resnet81", "--num-classes", "4", "-o", tmp_path / "b")
+    assert misspelt.exit_code == 2
+    assert "resnet18" in misspelt.output
 
 
 def test_default_layer_is_the_end_of_the_encoder():

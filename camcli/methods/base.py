@@ -184,14 +184,16 @@ def combine_layers(maps: list[torch.Tensor], size: tuple[int, int]) -> torch.Ten
     return torch.stack([upsample(min_max(m), size) for m in maps]).mean(dim=0)
 
 
-def first_component(weighted: torch.Tensor) -> torch.Tensor:
+def first_component(weighted: torch.Tensor, sign: str = "mean") -> torch.Tensor:
     """Projection of each position's channel vector on the first principal component (Eigen-CAM).
 
     For each image and class, the h·w × C matrix of W is centred over positions, its first right
     singular vector v found by SVD, and the map is (W − mean) v. The sign of a singular vector is
-    arbitrary; camcli fixes it so the map correlates positively with the channel mean of W (the
-    plain activation map for Eigen-CAM), so that ReLU keeps the evidence rather than its opposite.
-    pytorch-grad-cam leaves the sign to the SVD routine.
+    arbitrary. ``sign="mean"`` (Eigen-CAM, Eigen-Grad-CAM, ``--smooth eigen``): camcli fixes it so the map
+    correlates positively with the channel mean of W (the plain activation map for Eigen-CAM), so that
+    ReLU keeps the evidence rather than its opposite; pytorch-grad-cam leaves it to the SVD routine.
+    ``sign="extreme"`` (Seg-Eigen-CAM's Eq. 13): the map is negated when its minimum is larger in
+    magnitude than its maximum.
     """
     import torch
 
@@ -200,6 +202,9 @@ def first_component(weighted: torch.Tensor) -> torch.Tensor:
     m = m - m.mean(dim=-2, keepdim=True)
     v = torch.linalg.svd(m, full_matrices=False).Vh[..., 0, :]  # B×K×C
     projection = (m @ v[..., None])[..., 0]  # B×K×hw
+    if sign == "extreme":
+        flip = projection.amin(-1, keepdim=True).abs() > projection.amax(-1, keepdim=True).abs()
+        return torch.where(flip, -projection, projection).reshape(b, k, h, w)
     reference = weighted.float().mean(dim=2).reshape(b, k, h * w)
     agreement = ((projection - projection.mean(-1, keepdim=True)) * (reference - reference.mean(-1, keepdim=True))).sum(
         -1, keepdim=True

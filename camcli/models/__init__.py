@@ -18,7 +18,7 @@ from torch import nn
 from ..errors import ModelError
 from ..heads import HEADS, Head, logits_of
 from ..job import ModelSpec, Preprocessing
-from .data import DataConfig, resolve, torchvision_config
+from .data import DataConfig, resolve, smp_config, torchvision_config
 from .sources import BUNDLED, ModelRef, build, model_names, parse_model_name
 
 DEFAULT_MODEL = BUNDLED
@@ -78,11 +78,12 @@ def load_model(
     model = built.model.eval()
     overrides = preprocess or Preprocessing()
     channels = input_channels(model)
-    data = (
-        torchvision_config(ref.name, overrides)
-        if ref.source == "tv"
-        else resolve(model, overrides, built.has_config, channels)
-    )
+    if ref.source == "tv":
+        data = torchvision_config(ref.name, overrides)
+    elif ref.source == "smp":
+        data = smp_config(overrides)
+    else:
+        data = resolve(model, overrides, built.has_config, channels)
     outputs, found = count_outputs(model, data, ref, task)
     the_head = Head(head, found)
     if head == "binary" and outputs != 1:

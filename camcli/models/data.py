@@ -124,8 +124,6 @@ def torchvision_config(name: str, overrides: Preprocessing) -> DataConfig:
     model without weights; ``overrides`` as for timm models. Segmentation weights resize the shorter
     side to 520 and keep the whole image; camcli batches one size, so the image is letterboxed into a
     520×520 square (``border``): all of it is seen, its longer side fitting 520."""
-    import dataclasses
-
     from .sources import tv_default_weights
 
     default = tv_default_weights(name)
@@ -141,16 +139,8 @@ def torchvision_config(name: str, overrides: Preprocessing) -> DataConfig:
         base = from_timm_config(cfg, "timm defaults (no torchvision weights for this model)")
     elif not hasattr(default.transforms(), "crop_size"):  # segmentation: the whole image, shorter side 520
         t = default.transforms()
-        side = int(t.resize_size[0])
-        cfg = {
-            "input_size": (3, side, side),
-            "crop_pct": 1.0,
-            "interpolation": t.interpolation.value,
-            "mean": tuple(t.mean),
-            "std": tuple(t.std),
-            "crop_mode": "border",
-        }
-        base = from_timm_config(cfg, "torchvision weights (whole image, letterboxed to a square)")
+        side, interpolation = int(t.resize_size[0]), t.interpolation.value
+        base = whole_image(side, interpolation, tuple(t.mean), tuple(t.std), "torchvision weights")
     else:
         t = default.transforms()
         crop = t.crop_size[0]
@@ -164,6 +154,13 @@ def torchvision_config(name: str, overrides: Preprocessing) -> DataConfig:
             crop_mode="center",
             source="torchvision weights",
         )
+    return overridden(base, overrides)
+
+
+def overridden(base: DataConfig, overrides: Preprocessing) -> DataConfig:
+    """``base`` with the command line's preprocessing options applied (geometry through timm's rules)."""
+    import dataclasses
+
     if not overrides.any:
         return base
     geometry = {"input_size", "crop_pct", "crop_mode"} & {k for k, v in vars(overrides).items() if v is not None}
@@ -180,3 +177,28 @@ def torchvision_config(name: str, overrides: Preprocessing) -> DataConfig:
         return from_timm_config(cfg, base.source + ", with overrides from the command line")
     changed = {k: getattr(overrides, k) for k in ("mean", "std", "interpolation") if getattr(overrides, k) is not None}
     return dataclasses.replace(base, **changed, source=base.source + ", with overrides from the command line")
+
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+SMP_SIDE = 512  # segmentation-models-pytorch's inputs: a multiple of 32; its usual training crop
+
+
+def whole_image(
+    side: int, interpolation: str, mean: tuple[float, ...], std: tuple[float, ...], source: str
+) -> DataConfig:
+    """A segmentation model's input: the whole image, letterboxed into side×side (``border``, crop 1)."""
+    cfg = {
+        "input_size": (3, side, side),
+        "crop_pct": 1.0,
+        "interpolation": interpolation,
+        "mean": mean,
+        "std": std,
+        "crop_mode": "border",
+    }
+    return from_timm_config(cfg, f"{source} (whole image, letterboxed to a square)")
+
+
+def smp_config(overrides: Preprocessing) -> DataConfig:
+    """segmentation-models-pytorch models: ImageNet statistics (their encoders'), the whole image at 512."""
+    base = whole_image(SMP_SIDE, "bilinear", IMAGENET_MEAN, IMAGENET_STD, "segmentation defaults")
+    return overridden(base, overrides)

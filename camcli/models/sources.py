@@ -4,6 +4,8 @@
 - ``PATH`` (a folder) or ``local-dir:PATH``: a model folder in timm's Hugging Face layout (config.json
   with the architecture, class count, labels and preprocessing; model.safetensors or pytorch_model.bin);
 - ``hf-hub:ORG/NAME[@REV]``: such a folder in the local Hugging Face cache, read from there only;
+- ``smp:ARCH:ENCODER``: a segmentation-models-pytorch architecture (``smp:Unet:resnet34``), built for
+  ``--num-classes`` classes, its encoder never pretrained from the network (weights from ``--weights``);
 - ``FILE.py:FACTORY`` or ``package.module:FACTORY``: your own architecture, a callable returning an
   nn.Module (this imports and runs the named code).
 """
@@ -41,7 +43,7 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 class ModelRef:
     """A parsed model name."""
 
-    source: str  # "timm", "tv", "local-dir", "hf-hub", "factory", or "module" (an nn.Module given to the API)
+    source: str  # "timm", "tv", "smp", "local-dir", "hf-hub", "factory", or "module" (an API caller's nn.Module)
     name: str
 
     def __str__(self) -> str:
@@ -69,6 +71,8 @@ def parse_model_name(name: str) -> ModelRef:
         return _checked(ModelRef("tv", rest))
     if sep and prefix == "local-dir":
         return _folder(rest)
+    if sep and prefix == "smp":
+        return _smp(rest)
     if sep and prefix == "hf-hub":
         if not re.match(r"^[\w.-]+/[\w.-]+(@[\w./-]+)?$", rest):
             raise ModelError(f"'{name}' is not a Hugging Face model id. Write hf-hub:ORG/NAME (or ORG/NAME@REVISION).")
@@ -87,6 +91,29 @@ def parse_model_name(name: str) -> ModelRef:
             "local-dir:PATH, hf-hub:ORG/NAME, or FILE.py:FACTORY / package.module:FACTORY."
         )
     return _checked(ModelRef("timm", name))
+
+
+def _smp(spec: str) -> ModelRef:
+    """``ARCH:ENCODER`` of segmentation-models-pytorch, checked against the installed package."""
+    try:
+        import segmentation_models_pytorch as smp
+    except ImportError:
+        raise ModelError(
+            "smp: models need the segmentation-models-pytorch package: pip install 'camcli[smp]'."
+        ) from None
+    arch, _, encoder = spec.partition(":")
+    archs = {name.lower(): name for name in smp.MODEL_ARCHITECTURES_MAPPING}
+    if arch.lower() not in archs or not encoder:
+        raise ModelError(
+            f"'smp:{spec}' is not smp:ARCH:ENCODER. Architectures: {', '.join(sorted(archs.values()))}; "
+            "encoders: e.g. resnet34, efficientnet-b0 (see segmentation-models-pytorch's list)."
+        )
+    encoders = list(smp.encoders.get_encoder_names())
+    if encoder not in encoders:
+        close = difflib.get_close_matches(encoder, encoders, n=5, cutoff=0.6)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise ModelError(f"Unknown smp encoder '{encoder}'.{hint}")
+    return ModelRef("smp", f"{archs[arch.lower()]}:{encoder}")
 
 
 def _folder(path: str) -> ModelRef:
@@ -168,9 +195,9 @@ def build(ref: ModelRef, weights: Path | None, num_classes: int | None, random_w
             )
     if ref.source in ("local-dir", "hf-hub"):
         return _pretrained_folder(ref, num_classes)
-    if ref.source == "factory":
+    if ref.source in ("factory", "smp"):
         raise ModelError(
-            f"'{ref}' builds your own architecture: pass its weights with --weights FILE, or "
+            f"'{ref}' has no weights camcli could read without the network: pass them with --weights FILE, or "
             "--random-weights to explain it untrained."
         )
     if ref.source == "tv":
@@ -200,6 +227,22 @@ def _builder(ref: ModelRef) -> tuple[Builder, bool]:
                 return model
 
         return tv, tv_default_weights(ref.name) is not None
+    if ref.source == "smp":
+        import segmentation_models_pytorch as smp
+
+        arch, encoder = ref.name.split(":")
+
+        def segmentation(n: int | None) -> nn.Module:
+            if n is None or n < 2:
+                raise ModelError(
+                    f"'{ref}' is built for a number of classes: pass --num-classes N (at least 2: one class "
+                    "per pixel, background included)."
+                )
+            with seeded():
+                model: nn.Module = smp.create_model(arch, encoder_name=encoder, encoder_weights=None, classes=n)
+                return model
+
+        return segmentation, False
     if ref.source in ("local-dir", "hf-hub"):
         import timm
 
