@@ -715,3 +715,34 @@ def test_dff_concepts_are_shown_with_their_top_classes(tmp_path, run_cli, open_r
     assert "<img src=x onerror=window.__pwned=1>" in body
     page.page.screenshot(path=str(artifacts / "report-dff.png"))
     page.assert_clean()
+
+
+def test_segmentation_run_shows_its_predicted_classes(tmp_path, run_cli, open_report, artifacts):
+    """A segmentation model's detail view: the predicted-class picture and each class's share, its labels
+    set as text (a hostile one too)."""
+    images = tmp_path / "images"
+    images.mkdir()
+    small_copy("chelsea.png", images / "chelsea.png")
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(["<img src=x onerror=window.__pwned=1>", *[f"c{i}" for i in range(1, 21)]]) + "\n")
+    out = tmp_path / "out"
+    spec = ["-m", "tv:lraspp_mobilenet_v3_large", "--random-weights", "--input-size", "64", "--labels", labels]
+    result = run_cli("explain", images, "-o", out, "-q", *spec)
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "chelsea.png" / "explanation.json").read_text(encoding="utf-8"))
+    doc["segmentation"]["areas"][0]["label"] = "<img src=x onerror=window.__pwned=1>"
+    (out / "chelsea.png" / "explanation.json").write_text(json.dumps(doc), encoding="utf-8")
+    build_report(out)
+    page = open_report(index_of(out))
+    page.page.locator("#cards .card").first.focus()
+    page.page.keyboard.press("Enter")
+    detail = page.page.locator("#detail")
+    body = detail.inner_text()
+    assert "Predicted classes (segmentation)" in body
+    assert "<img src=x onerror=window.__pwned=1>" in body
+    masks = detail.locator("img.segmentation")
+    assert masks.count() == 1
+    assert masks.get_attribute("src").endswith("/segmentation.png")
+    assert page.page.evaluate(BROKEN_IMAGES, "#detail") == []
+    page.page.screenshot(path=str(artifacts / "report-segmentation.png"))
+    page.assert_clean()

@@ -46,6 +46,9 @@ class ImageDoc:
     size: list[Any] | None = None
     sha256: str | None = None
     fingerprint: str = ""
+    # A segmentation model's prediction: the mask's file name in the folder (None if absent) and each
+    # predicted class as (class index, label, share of the pixels), largest first.
+    segmentation: tuple[str | None, list[tuple[Any, str, Any]]] | None = None
 
 
 def explanation_files(out_dir: Path) -> list[Path]:
@@ -71,7 +74,18 @@ def image_doc(json_path: Path) -> ImageDoc | None:
         size=[source.get("width"), source.get("height")] if "width" in source else None,
         sha256=sha if isinstance(sha, str) else None,
         fingerprint=str(doc.get("fingerprint", "")),
+        segmentation=_segmentation(doc.get("segmentation")),
     )
+
+
+def _segmentation(found: Any) -> tuple[str | None, list[tuple[Any, str, Any]]] | None:
+    if not isinstance(found, dict):
+        return None
+    areas = [
+        (a.get("class_index"), str(a.get("label", a.get("class_index", ""))), a.get("share"))
+        for a in _dicts(found.get("areas"))
+    ]
+    return plain_name(found.get("file")), areas
 
 
 def summary_only(line: dict[str, Any]) -> ImageDoc:

@@ -4,7 +4,7 @@ Labels and method names are stored once, in tables, and referred to by index; nu
 to 6 significant digits (explanation.json, linked from every detail view, keeps the exact ones).
 The layout (mirrored by constants at the top of assets/report.js):
 
-image record: [path, dir, status, error, thumb, predictions, shots, audit, hits, size, partial]
+image record: [path, dir, status, error, thumb, predictions, shots, audit, hits, size, partial, segmentation]
     path        source.path exactly as in explanation.json
     dir         URL of the image's output folder relative to report/, ending in "/" ("" if unknown)
     status      "ok" or "error"; error: its message or null
@@ -14,6 +14,8 @@ image record: [path, dir, status, error, thumb, predictions, shots, audit, hits,
                 file: the percent-encoded file name in dir ("" if none saved); kind: 0 overlay, 1 image
     audit       {method: {metric: value}} from per_image.jsonl, or null; hits: {method: 0|1} or null
     size        [width, height] or null; partial: 1 when only summary.jsonl knows the image
+    segmentation  null, or [mask, [[class_index, label#, share], ...]] for a segmentation model: mask the
+                percent-encoded file name of its predicted-class picture in dir ("" if none)
 """
 
 from __future__ import annotations
@@ -68,6 +70,11 @@ def image_record(
         for s in doc.shots
     ]
     outcome = {m: int(v) for m, v in hits(audit).items()} if audit else {}
+    segmentation = None
+    if doc.segmentation is not None:
+        mask, areas = doc.segmentation
+        shown = quote(fs_bytes(mask) or b"", safe="") if mask else ""
+        segmentation = [shown, [[c, tables.label(label), num(share)] for c, label, share in areas]]
     return [
         doc.path,
         folder,
@@ -80,6 +87,7 @@ def image_record(
         outcome or None,
         doc.size,
         0 if doc.folder else 1,
+        segmentation,
     ]
 
 

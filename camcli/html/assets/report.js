@@ -8,7 +8,7 @@
 'use strict';
 (() => {
   const CHUNK = 48; // cards added per step of the lazy list
-  const [PATH, DIR, STATUS, ERROR, THUMB, PREDS, SHOTS, AUDIT, HITS, SIZE, PARTIAL] = Array.from({length: 11}, (_, i) => i);
+  const [PATH, DIR, STATUS, ERROR, THUMB, PREDS, SHOTS, AUDIT, HITS, SIZE, PARTIAL, SEG] = Array.from({length: 12}, (_, i) => i);
   const [P_PATH, P_A, P_B, P_AJSON, P_BJSON, P_TOP_A, P_TOP_B, P_CHANGED, P_SPEARMAN, P_MASK, P_BOX] = Array.from({length: 11}, (_, i) => i);
 
   const $ = (id) => document.getElementById(id);
@@ -326,6 +326,15 @@
     if (r[ERROR]) parts.push(el('p', {class: 'error-text', text: r[ERROR]}));
     if (r[PREDS].length) parts.push(el('h3', {text: 'Predictions'}), table(['rank', 'class', 'label', 'probability', 'logit'],
       r[PREDS].map((p, n) => [n + 1, p[0], label(p[1]), raw(p[2]), raw(p[3])])));
+    if (r[SEG]) {  // a segmentation model: its predicted classes, as a picture and by area
+      const [mask, areas] = r[SEG];
+      const url = mask && r[DIR] ? r[DIR] + mask : null;
+      parts.push(el('h3', {text: 'Predicted classes (segmentation)'}),
+        el('div', {class: 'detail-shots'}, el('figure', {class: 'big'},
+          url ? picture(url, 'predicted classes', 'big-img segmentation') : el('span', {class: 'big-img placeholder', text: 'no mask saved'}),
+          el('figcaption', null, el('span', {text: 'each pixel in its class colour'})))),
+        table(['class', 'label', 'share'], areas.map((a) => [a[0], label(a[1]), pct(a[2])])));
+    }
     if (r[AUDIT]) {
       const rows = Object.entries(r[AUDIT]).flatMap(([m, values]) => Object.entries(values).map(([k, v]) => [m, k, raw(v)]));
       parts.push(el('h3', {text: 'Evaluation'}), table(['method', 'metric', 'value'], rows));
