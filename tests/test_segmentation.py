@@ -203,9 +203,13 @@ def planted(tmp_path_factory):
     images.mkdir()
     centres = {}
     for i in range(4):
-        image, _, where = _picture(rng)
+        image, truth, where = _picture(rng)
         Image.fromarray((image * 255).round().astype(np.uint8)).save(images / f"p{i}.png")
         centres[f"p{i}.png"] = where
+        for index, name in ((1, "square"), (2, "disc")):  # ground truth for camcli evaluate --masks
+            (root / "masks" / name).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(((truth == index) * 255).astype(np.uint8)).save(root / "masks" / name / f"p{i}.png")
+    (root / "labels.txt").write_text("background\nsquare\ndisc\n")
     return root, centres
 
 
@@ -214,7 +218,6 @@ def test_planted_model_maps_find_the_object_of_their_class(planted, run_cli, tmp
     monkeypatch.syspath_prepend(str(root))
     out = tmp_path / "out"
     args = ["-m", "planted_seg:build", "--weights", root / "planted.pth", "--labels", root / "labels.txt"]
-    (root / "labels.txt").write_text("background\nsquare\ndisc\n")
     common = ["--input-size", "64", "--crop-pct", "1", "--class", "square", "--class", "disc", "--top-k", "0"]
     result = run_cli("explain", root / "images", *args, *common, "-o", out, "--method", "gradcam,eigencam")
     assert result.exit_code == 0, result.output
@@ -281,8 +284,24 @@ def test_task_option_and_what_segmentation_refuses(planted, run_cli, tmp_path, m
     assert "segmentation" in scorecam.output
     with pytest.raises(CamcliError, match="--task classify"):
         load_model("tv:lraspp_mobilenet_v3_large", random_weights=True, task="classify")
-    boxes = tmp_path / "boxes.csv"
-    boxes.write_text("path,class,x0,y0,x1,y1\np0.png,1,0,0,10,10\n")
-    evaluated = run_cli("evaluate", root / "images", *spec, "--annotations", boxes, "-o", tmp_path / "d")
-    assert evaluated.exit_code == 2
-    assert "segmentation" in evaluated.output
+    masks = ["--masks", root / "masks", "--class-map", root / "class_map.csv"]
+    (root / "class_map.csv").write_text("source,target\nsquare,1\ndisc,2\n")
+    faithful = run_cli("evaluate", root / "images", *spec, *masks, "--faithfulness", "-o", tmp_path / "d")
+    assert faithful.exit_code == 2
+    assert "segmentation model" in faithful.output
+
+
+def test_evaluate_scores_segmentation_maps_against_masks(planted, run_cli, tmp_path, monkeypatch):
+    """Pointing game and energy inside the ground-truth mask of each class, the maps of a trained model."""
+    root, _ = planted
+    monkeypatch.syspath_prepend(str(root))
+    spec = ["-m", "planted_seg:build", "--weights", root / "planted.pth", "--labels", root / "labels.txt"]
+    out = tmp_path / "ev"
+    common = ["--input-size", "64", "--crop-pct", "1", "--method", "gradcam"]
+    result = run_cli("evaluate", root / "images", *spec, *common, "--masks", root / "masks", "-o", out)
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "metrics.json").read_text())
+    assert doc["annotated"] == 4
+    m = doc["methods"]["gradcam"]
+    assert m["pointing_game"]["accuracy"] == 1.0
+    assert m["energy_pointing_game"] > 0.15, m  # each object covers about 5% of its picture (0.31 measured)

@@ -99,13 +99,11 @@ def _from_run(job: EvaluateJob, stop: threading.Event, say: Callable[[str], None
     assert job.source is not None
     truths = read_truth(job)
     folder = outputs.require_run(job.source)
-    recorded = (folder.run_record() or {}).get("model")
-    _refuse_segmentation(recorded.get("task") if isinstance(recorded, dict) else None)
     found = folder.images()
     if not found:
         raise CamcliError(f"'{job.source}' holds no explanation.json: pass the output folder of camcli explain.")
     session = None
-    if job.faithfulness or job.sanity or job.road or job.occlusion_correlation or job.cam_mult_image or job.arcc:
+    if job.reruns_model:
         session = resolve(job.explain)
         _check_same_model(folder.run_record() or {}, session, job.source)
         _check_options(job, session)
@@ -118,20 +116,17 @@ def _from_run(job: EvaluateJob, stop: threading.Event, say: Callable[[str], None
     return _score(job, images, session, stop, say, unreadable, tuple(unmatched))
 
 
-def _refuse_segmentation(task: object) -> None:
+def _check_options(job: EvaluateJob, session: Session) -> None:
+    """What only the model can tell, before anything is explained: the occlusion window fits its input; the
+    metrics that run the model again score a classifier's class probabilities."""
     from ..errors import CamcliError
 
-    if task == "segment":
+    if session.loaded.head.task == "segment" and job.reruns_model:
         raise CamcliError(
-            "camcli evaluate scores classifiers' maps; scoring a segmentation model's maps against masks is not "
-            "built yet. Explain with 'camcli explain' and read the maps and segmentation.png."
+            "--faithfulness, --road, --occlusion-correlation, --cam-mult-image, --arcc and --sanity rerun the model "
+            "and score a classifier's class probabilities; for a segmentation model camcli evaluate scores the "
+            "maps against ground-truth masks and boxes only (pointing game, energy). Leave those options out."
         )
-
-
-def _check_options(job: EvaluateJob, session: Session) -> None:
-    """What only the model can tell, before anything is explained: the occlusion window fits its input, the
-    model is a classifier."""
-    _refuse_segmentation(session.loaded.head.task)
     if job.occlusion_correlation:
         from ..evaluate.faithfulness import occlusion_params
 

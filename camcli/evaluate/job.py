@@ -77,6 +77,12 @@ class EvaluateJob:
     arcc: bool = False  # with ROAD's percentiles (road_percentiles)
     gates: tuple[Gate, ...] = ()
 
+    @property
+    def reruns_model(self) -> bool:
+        """Whether a metric asked for runs the model again (on perturbed, masked or randomized inputs)."""
+        asked = (self.faithfulness, self.sanity, self.road, self.occlusion_correlation, self.cam_mult_image, self.arcc)
+        return any(asked)
+
     def __post_init__(self) -> None:
         if self.annotations is None and self.masks is None:
             raise CamcliError(
