@@ -19,7 +19,7 @@ import json
 import os
 import re
 import stat
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
@@ -305,36 +305,29 @@ def load_map(path: Path, ndim: int | tuple[int, ...] = 2) -> np.ndarray:
 def entries(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
     """A document's explanation entries that are well-formed enough to use (a method name, a class
     index, a ``files`` table); anything else is skipped."""
-    found = doc.get("explanations")
-    if not isinstance(found, list):
-        return []
-    return [
-        e
-        for e in found
-        if isinstance(e, dict)
-        and isinstance(e.get("method"), str)
-        and isinstance(e.get("class_index"), int)
-        and not isinstance(e.get("class_index"), bool)
-        and isinstance(e.get("files", {}), dict)
-    ]
+    return _well_formed(doc, lambda e: _count(e.get("class_index")))
 
 
 def concept_entries(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
     """A document's class-free entries (one per concept of DFF: ``"class_index": null`` and a
     ``"concept"`` number) that are well-formed enough to use. ``entries`` never lists them: what reads
     class maps (evaluate, compare) leaves them out."""
+    return _well_formed(doc, lambda e: e.get("class_index", 0) is None and _count(e.get("concept")))
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _well_formed(doc: Mapping[str, Any], kind: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+    """The entries of ``doc`` with a method name and a ``files`` table that ``kind`` accepts."""
     found = doc.get("explanations")
     if not isinstance(found, list):
         return []
     return [
         e
         for e in found
-        if isinstance(e, dict)
-        and isinstance(e.get("method"), str)
-        and e.get("class_index", 0) is None
-        and isinstance(e.get("concept"), int)
-        and not isinstance(e.get("concept"), bool)
-        and isinstance(e.get("files", {}), dict)
+        if isinstance(e, dict) and isinstance(e.get("method"), str) and isinstance(e.get("files", {}), dict) and kind(e)
     ]
 
 
